@@ -1,0 +1,11 @@
+//! orchestrator: a GitHub App that turns labelled issues into reviewed pull
+//! requests. See `README.md` for what it does and `docs/` for how.
+
+pub mod cli;
+pub mod config;
+pub mod jobs;
+pub mod pricing;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod webhook;

@@ -1,0 +1,215 @@
+//! The HTTP server: webhook, JSON API, health; graceful shutdown.
+
+mod api;
+mod auth;
+mod error;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::store::{JobDefaults, Store};
+use crate::webhook;
+
+pub use error::ApiError;
+
+/// Requests that take longer are answered 408 (a webhook delivery normally
+/// takes milliseconds; GitHub itself gives up after 10 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// JSON API bodies are small; anything above this is refused with 413.
+pub const API_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The App's own identity, learned at start; shared with intake's loop guard.
+#[derive(Debug, Default)]
+pub struct Identity {
+    /// 0 until known.
+    bot_user_id: AtomicU64,
+}
+
+impl Identity {
+    pub fn bot_user_id(&self) -> Option<u64> {
+        match self.bot_user_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    pub fn set_bot_user_id(&self, id: u64) {
+        self.bot_user_id.store(id, Ordering::Relaxed);
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub webhook_secrets: Arc<[SecretString]>,
+    pub identity: Arc<Identity>,
+    pub job_defaults: JobDefaults,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, store: Store) -> AppState {
+        let job_defaults = JobDefaults {
+            budget_usd: config.budget.usd,
+            budget_requests: config.budget.requests,
+            budget_minutes: config.budget.minutes,
+            dry_run: config.dry_run,
+        };
+        AppState {
+            store,
+            webhook_secrets: config.webhook_secrets().into(),
+            config,
+            identity: Arc::new(Identity::default()),
+            job_defaults,
+        }
+    }
+}
+
+/// The whole router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let webhook = Router::new()
+        .route("/webhook", post(webhook::receive))
+        .layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(webhook::MAX_BODY_BYTES));
+    let api = api::routes(state.clone())
+        .layer(DefaultBodyLimit::max(API_MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(API_MAX_BODY_BYTES));
+    Router::new()
+        .route("/health", get(health))
+        .merge(webhook)
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("internal error").into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    match ping {
+        Ok(Ok(())) => Json(json!({"ok": true, "db": "ok", "version": version})).into_response(),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "health check: database unreachable");
+            unhealthy(version)
+        }
+        Err(_) => {
+            tracing::warn!("health check: database timed out");
+            unhealthy(version)
+        }
+    }
+}
+
+fn unhealthy(version: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"ok": false, "db": "error", "version": version})),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Runs the server until `shutdown` is cancelled (or SIGTERM/SIGINT), then
+/// stops accepting, lets in-flight requests finish and returns.
+pub async fn serve(
+    config: Arc<Config>,
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "listening");
+    let state = AppState::new(config.clone(), store.clone());
+    let background = spawn_background(config, store.clone(), shutdown.clone());
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        signal_token.cancel();
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    shutdown.cancel();
+    let _ = background.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Housekeeping that runs beside the server: payload retention.
+fn spawn_background(
+    config: Arc<Config>,
+    store: Store,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let retention_ms = i64::from(config.retention_days) * 24 * 3600 * 1000;
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let cutoff = crate::jobs::now_millis() - retention_ms;
+                    match store.prune_payloads(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(pruned = n, "old delivery payloads pruned"),
+                        Err(err) => tracing::warn!(error = %err, "pruning payloads failed"),
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

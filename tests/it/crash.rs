@@ -1,0 +1,219 @@
+//! The real binary: durability across `kill -9`, graceful shutdown, CLI.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", format!("sqlite://{}/o.db", dir.display()))
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ORCH_DATA_DIR", dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server did not start");
+}
+
+impl Drop for Server {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    delivery: &str,
+    body: &[u8],
+) -> reqwest::StatusCode {
+    client
+        .post(format!("{base}/webhook"))
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", delivery)
+        .header(
+            "x-hub-signature-256",
+            orchestrator::webhook::signature::sign(SECRET, body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_deliveries_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let client = reqwest::Client::new();
+    let body = labeled(1);
+    let mut acknowledged = Vec::new();
+    for n in 0..40 {
+        let delivery = format!("kill-{n}");
+        let status = post(&client, &server.base, &delivery, &body).await;
+        assert_eq!(status, 202);
+        acknowledged.push(delivery);
+    }
+    // SIGKILL the moment after the last acknowledgement: no shutdown code runs.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let mut server = start(dir.path());
+    for delivery in &acknowledged {
+        assert_eq!(
+            post(&client, &server.base, delivery, &body).await,
+            200,
+            "{delivery} was lost"
+        );
+    }
+    let fresh = post(&client, &server.base, "after-restart", &body).await;
+    assert_eq!(fresh, 202);
+    terminate(&mut server);
+}
+
+fn terminate(server: &mut Server) {
+    let pid = server.child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.child.kill();
+    panic!("server did not stop on SIGTERM");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let health = reqwest::get(format!("{}/health", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    terminate(&mut server);
+}
+
+fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn config_check_redacts_secrets_and_fails_on_invalid_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &["config", "check"],
+        &[
+            ("GITHUB_WEBHOOK_SECRET", "hush-123"),
+            ("OPENAI_API_KEY", "sk-hush-456"),
+            ("ORCH_BUDGET__USD", "2.5"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("usd = 2.5"), "{stdout}");
+    assert!(
+        stdout.contains("webhook_secret = \"[REDACTED]\""),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hush"), "{stdout}");
+
+    let out = run(dir.path(), &["config", "check"], &[("ORCH_WORKERS", "0")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers"));
+
+    // .env in the working directory is read.
+    std::fs::write(dir.path().join(".env"), "ORCH_BUDGET__REQUESTS=77\n").unwrap();
+    let out = run(dir.path(), &["config", "check"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("requests = 77"));
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["config", "check", "--help"],
+    ] {
+        let out = run(dir.path(), &args, &[]);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["migrate"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("data/orchestrator.db").exists(),
+        "default sqlite://data/orchestrator.db"
+    );
+}

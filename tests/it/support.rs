@@ -1,0 +1,204 @@
+//! Shared test support: a real router over a temporary SQLite store, signed
+//! deliveries, and the captured GitHub fixtures.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use orchestrator::config::{Config, ConfigSources};
+use orchestrator::server::{AppState, router};
+use orchestrator::store::Store;
+use orchestrator::webhook::signature::sign;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-webhook-secret";
+pub const API_TOKEN: &str = "test-api-token";
+/// The installation id our derived App deliveries carry.
+pub const INSTALLATION: u64 = 4242;
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Store,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path, extra: &[(&str, &str)]) -> Config {
+    let db = format!("sqlite://{}/orchestrator.db", dir.display());
+    let mut env: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", db.as_str()),
+        ("GITHUB_WEBHOOK_SECRET", SECRET),
+        ("ORCH_API_TOKEN", API_TOKEN),
+        ("ORCH_DATA_DIR", &dir.display().to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::load(&ConfigSources {
+        file: Some(write_empty_toml(dir)),
+        dotenv: None,
+        env,
+    })
+    .expect("config")
+}
+
+fn write_empty_toml(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("orchestrator.toml");
+    std::fs::write(&path, "").expect("write toml");
+    path
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        TestApp::with_env(&[]).await
+    }
+
+    pub async fn with_env(extra: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Arc::new(test_config(dir.path(), extra));
+        let url = secrecy::ExposeSecret::expose_secret(&config.database_url).to_string();
+        let store = Store::connect(&url, &config.database)
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let state = AppState::new(config, store.clone());
+        TestApp {
+            router: router(state.clone()),
+            store,
+            state,
+            dir,
+        }
+    }
+
+    /// Sends a request through the real router.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// A correctly signed delivery.
+    pub async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> (StatusCode, Value) {
+        self.send(signed_request(event, delivery, body)).await
+    }
+
+    pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
+        let request = Request::get(path)
+            .header("authorization", format!("Bearer {API_TOKEN}"))
+            .body(Body::empty())
+            .expect("request");
+        self.send(request).await
+    }
+
+    pub async fn outcome(&self, delivery: &str) -> String {
+        self.store
+            .delivery_outcome(delivery)
+            .await
+            .expect("db")
+            .unwrap_or_default()
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!(
+                "sqlite://{}/orchestrator.db",
+                self.dir.path().display()
+            ))
+            .await
+            .expect("pool");
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        pool.close().await;
+        n
+    }
+}
+
+pub fn signed_request(event: &str, delivery: &str, body: &[u8]) -> Request<Body> {
+    Request::post("/webhook")
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign(SECRET, body))
+        .body(Body::from(body.to_vec()))
+        .expect("request")
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github")
+}
+
+/// A captured payload, byte for byte.
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+}
+
+/// A payload DERIVED from a captured one: the fixtures are repository
+/// webhooks, so App behaviour is tested on copies that gain an
+/// `installation` and whatever `edit` changes, then are re-serialised (and
+/// re-signed by [`TestApp::deliver`]).
+pub fn derived(rel: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(&fixture(rel)).expect("fixture json");
+    value["installation"] = serde_json::json!({"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI0Mg=="});
+    edit(&mut value);
+    serde_json::to_vec(&value).expect("serialise")
+}
+
+/// A labeled event for the trigger label on issue `number`.
+pub fn labeled(number: u64) -> Vec<u8> {
+    derived("webhooks/issues/labeled.1.json", |v| {
+        v["label"]["name"] = "orchestrate".into();
+        v["issue"]["number"] = number.into();
+    })
+}
+
+/// An issue comment with `body` by an author with `association`.
+pub fn comment(number: u64, body: &str, association: &str) -> Vec<u8> {
+    derived("webhooks/issue_comment/created.1.json", |v| {
+        v["issue"]["number"] = number.into();
+        v["comment"]["body"] = body.into();
+        v["comment"]["author_association"] = association.into();
+    })
+}
+
+/// Every event/file pair under `webhooks/` and `webhooks-supplementary/`.
+pub fn all_fixture_payloads() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for top in ["webhooks", "webhooks-supplementary"] {
+        let root = fixtures_dir().join(top);
+        let mut events: Vec<_> = std::fs::read_dir(&root).expect("dir").flatten().collect();
+        events.sort_by_key(|e| e.file_name());
+        for event_dir in events {
+            let event = event_dir.file_name().to_string_lossy().to_string();
+            let mut files: Vec<_> = std::fs::read_dir(event_dir.path())
+                .expect("dir")
+                .flatten()
+                .collect();
+            files.sort_by_key(|e| e.file_name());
+            for file in files {
+                out.push((
+                    event.clone(),
+                    format!("{top}/{event}/{}", file.file_name().to_string_lossy()),
+                ));
+            }
+        }
+    }
+    out
+}
