@@ -140,11 +140,7 @@ async fn not_found() -> ApiError {
 
 /// Runs the server until `shutdown` is cancelled (or SIGTERM/SIGINT), then
 /// stops accepting, lets in-flight requests finish and returns.
-pub async fn serve(
-    config: Arc<Config>,
-    store: Store,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;

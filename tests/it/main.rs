@@ -8,4 +8,5 @@ mod support;
 mod api;
 mod crash;
 mod intake;
+mod store;
 mod webhook;
