@@ -5,6 +5,7 @@ pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod llm;
 pub mod pricing;
 pub mod server;
 pub mod store;

@@ -12,6 +12,7 @@
 mod effects;
 mod intake;
 mod jobs;
+mod queue;
 mod sql;
 mod sqlite_intake;
 
@@ -29,6 +30,7 @@ use crate::config::{DatabaseConfig, SqliteSynchronous};
 pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
+pub use queue::{ClaimedJob, RetryOutcome};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -21,8 +21,13 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &std::path::Path) -> Server {
+    start_with(dir, &[], Stdio::null())
+}
+
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)], log: Stdio) -> Server {
     let port = free_port();
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("serve")
         .current_dir(dir)
         .env_clear()
@@ -31,11 +36,11 @@ fn start(dir: &std::path::Path) -> Server {
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
         .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
         .env("ORCH_DATA_DIR", dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let server = Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
@@ -179,6 +184,7 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["config", "check", "--help"],
+        vec!["diff", "apply", "--help"],
     ] {
         let out = run(dir.path(), &args, &[]);
         assert!(out.status.success(), "{args:?}");
@@ -195,4 +201,60 @@ fn migrate_creates_the_sqlite_database() {
         dir.path().join("data/orchestrator.db").exists(),
         "default sqlite://data/orchestrator.db"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_trace_log_or_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let secrets = [
+        ("ORCH_API_TOKEN", "api-token-SECRET-111"),
+        ("OPENAI_API_KEY", "sk-SECRET-222"),
+        ("GITHUB_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----SECRET-333"),
+        ("ORCH_METRICS_TOKEN", "metrics-SECRET-444"),
+        ("ORCH_GITHUB__PREVIOUS_WEBHOOK_SECRETS", "old-webhook-SECRET-555"),
+    ];
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.push(("RUST_LOG", "trace"));
+    env.push(("ORCH_LOG__FORMAT", "json"));
+    let mut server = start_with(dir.path(), &env, Stdio::from(log));
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 202);
+    assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 200);
+    let denied = client
+        .get(format!("{}/jobs", server.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let listed = client
+        .get(format!("{}/jobs", server.base))
+        .bearer_auth(secrets[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    terminate(&mut server);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("delivery recorded"), "the trace log was written");
+    let mut haystacks = vec![("log", log.into_bytes())];
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("o.db") {
+            haystacks.push((
+                Box::leak(name.into_boxed_str()),
+                std::fs::read(entry.path()).unwrap(),
+            ));
+        }
+    }
+    assert!(haystacks.len() >= 2, "the database files were read");
+    for (_, secret) in secrets.iter().chain([("GITHUB_WEBHOOK_SECRET", SECRET)].iter()) {
+        for (name, bytes) in &haystacks {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} found in {name}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod crash;
+mod diff_cli;
 mod intake;
 mod store;
 mod webhook;

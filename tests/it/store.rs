@@ -107,3 +107,191 @@ async fn routing_installations_and_api_on_every_backend() {
         assert!(app.outcome("c").await.starts_with("job_created"), "{backend}");
     }
 }
+
+mod queue {
+    use orchestrator::jobs::{JobStatus, now_millis};
+    use orchestrator::store::RetryOutcome;
+
+    use crate::support::*;
+
+    async fn queue_jobs(app: &TestApp, issues: std::ops::Range<u64>) {
+        for n in issues {
+            app.deliver("issues", &format!("q-{n}"), &labeled(n)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_workers_claim_each_job_exactly_once() {
+        for (backend, url) in backends().await {
+            let app = app_on(&url, &[]).await;
+            queue_jobs(&app, 1..31).await;
+            let mut workers = Vec::new();
+            for w in 0..6 {
+                let store = app.store.clone();
+                workers.push(tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    let now = now_millis();
+                    while let Some(job) = store
+                        .claim_job(&format!("w{w}"), now + 60_000, now)
+                        .await
+                        .unwrap()
+                    {
+                        mine.push(job.id);
+                    }
+                    mine
+                }));
+            }
+            let mut all = Vec::new();
+            for worker in workers {
+                all.extend(worker.await.unwrap());
+            }
+            let total = all.len();
+            all.sort();
+            all.dedup();
+            assert_eq!(total, 30, "{backend}: every job claimed");
+            assert_eq!(all.len(), 30, "{backend}: no job claimed twice");
+            assert_eq!(app.store.queue_depth(now_millis()).await.unwrap(), 0, "{backend}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_claimed_again_and_the_old_holder_loses_it() {
+        for (backend, url) in backends().await {
+            let app = app_on(&url, &[]).await;
+            queue_jobs(&app, 1..2).await;
+            let t0 = now_millis();
+            let first = app.store.claim_job("a", t0 + 1_000, t0).await.unwrap().unwrap();
+            assert_eq!(first.status, "queued", "{backend}");
+            assert!(
+                app.store
+                    .claim_job("b", t0 + 1_500, t0 + 500)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{backend}: leased"
+            );
+            assert!(
+                app.store.renew_lease(&first.id, "a", t0 + 1_200).await.unwrap(),
+                "{backend}"
+            );
+            let again = app
+                .store
+                .claim_job("b", t0 + 9_000, t0 + 2_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(again.id, first.id, "{backend}: claimed after expiry");
+            assert!(
+                !app.store.renew_lease(&first.id, "a", t0 + 3_000).await.unwrap(),
+                "{backend}: lost"
+            );
+            assert!(
+                !app.store
+                    .set_job_status(&first.id, "a", JobStatus::Running, None, t0)
+                    .await
+                    .unwrap(),
+                "{backend}: only the holder changes state"
+            );
+            // A graceful release makes it claimable at once.
+            assert!(
+                app.store.release_lease(&first.id, "b").await.unwrap(),
+                "{backend}"
+            );
+            assert!(
+                app.store
+                    .claim_job("c", t0 + 9_000, t0 + 2_001)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{backend}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn ended_jobs_are_never_claimed_and_can_be_retried() {
+        for (backend, url) in backends().await {
+            let app = app_on(&url, &[]).await;
+            queue_jobs(&app, 7..8).await;
+            let now = now_millis();
+            let job = app
+                .store
+                .claim_job("w", now + 60_000, now)
+                .await
+                .unwrap()
+                .unwrap();
+            let store = &app.store;
+            assert!(
+                store
+                    .set_job_status(&job.id, "w", JobStatus::Planning, None, now)
+                    .await
+                    .unwrap()
+            );
+            assert!(store.request_cancel(&job.id, now).await.unwrap(), "{backend}");
+            assert!(store.cancel_requested(&job.id).await.unwrap(), "{backend}");
+            let reason = "budget_usd: the job's budget of $5.00 is spent";
+            assert!(
+                store
+                    .set_job_status(&job.id, "w", JobStatus::Failed, Some(reason), now)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .claim_job("x", now + 60_000, now + 1)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{backend}"
+            );
+            assert!(
+                !store.request_cancel(&job.id, now).await.unwrap(),
+                "{backend}: ended"
+            );
+            let (_, view) = app.api_get(&format!("/jobs/{}", job.id)).await;
+            assert_eq!(view["status"], "failed", "{backend}");
+            assert_eq!(view["status_reason"], reason, "{backend}");
+
+            assert_eq!(
+                store.retry_job(&job.id, now + 2).await.unwrap(),
+                RetryOutcome::Queued { attempt: 2 }
+            );
+            assert!(
+                !store.cancel_requested(&job.id).await.unwrap(),
+                "{backend}: a retry starts afresh"
+            );
+            assert_eq!(
+                store.retry_job(&job.id, now + 3).await.unwrap(),
+                RetryOutcome::NotRetryable
+            );
+            let again = store
+                .claim_job("y", now + 60_000, now + 4)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (again.id.as_str(), again.attempt),
+                (job.id.as_str(), 2),
+                "{backend}"
+            );
+
+            // While the retried job is active, a new trigger links to it; once it
+            // has failed again and another job took the issue, retry reports it.
+            assert!(
+                store
+                    .set_job_status(&job.id, "y", JobStatus::Failed, None, now + 5)
+                    .await
+                    .unwrap()
+            );
+            app.deliver("issues", "other", &labeled(7)).await;
+            assert!(app.outcome("other").await.starts_with("job_created"), "{backend}");
+            assert_eq!(
+                store.retry_job(&job.id, now + 6).await.unwrap(),
+                RetryOutcome::IssueBusy,
+                "{backend}"
+            );
+            let n_events = app.count("SELECT COUNT(*) FROM job_events").await;
+            assert!(n_events >= 6, "{backend}: every change is recorded ({n_events})");
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! The `orchestrator` command line.
 
+mod diff;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +37,30 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with patches: the diff engine the coder's answers go through.
+    Diff {
+        #[command(subcommand)]
+        command: DiffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DiffCommand {
+    /// Apply a unified diff (or the full-file form) under DIR, all files or none.
+    ///
+    /// Exit 0: applied, one line per file on stdout. Exit 1: refused, one reason
+    /// per refused file or hunk on stderr, nothing changed. Exit 2: usage or I/O error.
+    Apply {
+        /// The directory the patch's paths are relative to (need not be a git repository).
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// Check and report without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// The patch file, or `-` for standard input.
+        #[arg(value_name = "PATCH")]
+        patch: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,20 +72,27 @@ enum ConfigCommand {
 /// Parses arguments and runs the command; the exit code is the command's.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let sources = ConfigSources::from_process(cli.config.clone());
-    let config = match Config::load(&sources) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::from(2);
-        }
-    };
     match cli.command {
+        // The diff engine needs no configuration: it runs even when that is invalid.
+        Command::Diff {
+            command: DiffCommand::Apply { root, dry_run, patch },
+        } => diff::apply(&root, &patch, dry_run),
         Command::Config {
             command: ConfigCommand::Check,
-        } => config_check(&config),
-        Command::Serve => run_async(config, serve),
-        Command::Migrate => run_async(config, migrate),
+        } => with_config(&cli.config, |c| config_check(&c)),
+        Command::Serve => with_config(&cli.config, |c| run_async(c, serve)),
+        Command::Migrate => with_config(&cli.config, |c| run_async(c, migrate)),
+    }
+}
+
+/// Loads the configuration, or reports why it is invalid (exit 2).
+fn with_config(file: &Option<PathBuf>, run: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    match Config::load(&ConfigSources::from_process(file.clone())) {
+        Ok(config) => run(config),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 
