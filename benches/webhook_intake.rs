@@ -21,8 +21,12 @@ use tower::ServiceExt;
 const SECRET: &str = "bench-secret";
 
 fn payload() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/github/webhooks/issues/labeled.1.json");
-    let mut value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap_or_default()).unwrap_or_default();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/github/webhooks/issues/labeled.1.json"
+    );
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap_or_default()).unwrap_or_default();
     value["installation"] = serde_json::json!({"id": 1});
     value["label"]["name"] = "orchestrate".into();
     serde_json::to_vec(&value).unwrap_or_default()
@@ -39,23 +43,39 @@ fn bench(c: &mut Criterion) {
         b.iter(|| signature::verify(&secrets, Some(header.as_bytes()), &body))
     });
     group.bench_function("parse_and_route", |b| {
-        let settings = IntakeSettings { trigger_label: "orchestrate", bot_user_id: None, app_id: None };
+        let settings = IntakeSettings {
+            trigger_label: "orchestrate",
+            bot_user_id: None,
+            app_id: None,
+        };
         b.iter(|| {
             let (event, _) = Event::parse("issues", &body).ok()?;
             Some(intake::route(&event, &settings))
         })
     });
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().ok();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .ok();
     let Some(runtime) = runtime else { return };
     let dir = tempfile::tempdir().ok();
     let Some(dir) = dir else { return };
     let env: HashMap<String, String> = [
-        ("DATABASE_URL".to_string(), format!("sqlite://{}/bench.db", dir.path().display())),
+        (
+            "DATABASE_URL".to_string(),
+            format!("sqlite://{}/bench.db", dir.path().display()),
+        ),
         ("GITHUB_WEBHOOK_SECRET".to_string(), SECRET.to_string()),
     ]
     .into();
-    let Ok(config) = Config::load(&ConfigSources { file: None, dotenv: None, env }) else { return };
+    let Ok(config) = Config::load(&ConfigSources {
+        file: None,
+        dotenv: None,
+        env,
+    }) else {
+        return;
+    };
     let config = Arc::new(config);
     let app = runtime.block_on(async {
         let url = secrecy::ExposeSecret::expose_secret(&config.database_url).to_string();
@@ -74,7 +94,10 @@ fn bench(c: &mut Criterion) {
                 .header("x-hub-signature-256", header.as_str())
                 .body(Body::from(body.clone()))
                 .ok()?;
-            runtime.block_on(app.clone().oneshot(request)).ok().map(|r| r.status())
+            runtime
+                .block_on(app.clone().oneshot(request))
+                .ok()
+                .map(|r| r.status())
         })
     });
     group.finish();

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod github;
 pub mod jobs;
 pub mod pricing;
 pub mod server;

@@ -42,7 +42,10 @@ pub enum PriceLookup {
 #[derive(Debug, thiserror::Error)]
 pub enum PricingError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{origin}: invalid pricing file: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -64,8 +67,10 @@ impl Pricing {
         let path = override_path.or_else(|| local.exists().then_some(local));
         match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| PricingError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| PricingError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
                 Pricing::parse(&text, &path.display().to_string())
             }
             None => Pricing::parse(BUILT_IN, "built-in pricing.json"),
@@ -74,17 +79,26 @@ impl Pricing {
 
     /// Parses and validates a pricing document.
     pub fn parse(text: &str, origin: &str) -> Result<Pricing, PricingError> {
-        let invalid = |message: String| PricingError::Invalid { origin: origin.to_string(), message };
+        let invalid = |message: String| PricingError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
         let file: PricingFile = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         for (name, price) in &file.models {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
             if !ok(price.input) || !ok(price.output) {
-                return Err(invalid(format!("model {name:?} has a negative or non-finite price")));
+                return Err(invalid(format!(
+                    "model {name:?} has a negative or non-finite price"
+                )));
             }
         }
         Ok(Pricing {
             models: file.models,
-            free_prefixes: file.free_prefixes.into_iter().map(|p| p.to_lowercase()).collect(),
+            free_prefixes: file
+                .free_prefixes
+                .into_iter()
+                .map(|p| p.to_lowercase())
+                .collect(),
             origin: origin.to_string(),
             warned: Mutex::new(HashSet::new()),
         })
@@ -104,7 +118,11 @@ impl Pricing {
             return PriceLookup::Priced(*price);
         }
         let lower = model.to_lowercase();
-        if self.free_prefixes.iter().any(|p| lower.starts_with(p.as_str())) {
+        if self
+            .free_prefixes
+            .iter()
+            .any(|p| lower.starts_with(p.as_str()))
+        {
             return PriceLookup::Free;
         }
         PriceLookup::Unknown
@@ -118,9 +136,16 @@ impl Pricing {
             }
             PriceLookup::Free => 0.0,
             PriceLookup::Unknown => {
-                let first = self.warned.lock().map(|mut w| w.insert(model.to_string())).unwrap_or(false);
+                let first = self
+                    .warned
+                    .lock()
+                    .map(|mut w| w.insert(model.to_string()))
+                    .unwrap_or(false);
                 if first {
-                    tracing::warn!(model, "model not in pricing.json: its calls are counted as free");
+                    tracing::warn!(
+                        model,
+                        "model not in pricing.json: its calls are counted as free"
+                    );
                 }
                 0.0
             }
@@ -150,16 +175,25 @@ mod tests {
         let p = built_in();
         assert_eq!(
             p.lookup("gpt-4.1"),
-            PriceLookup::Priced(ModelPrice { input: 0.002, output: 0.008 })
+            PriceLookup::Priced(ModelPrice {
+                input: 0.002,
+                output: 0.008
+            })
         );
         assert!(matches!(p.lookup("gpt-4.1-mini"), PriceLookup::Priced(_)));
-        assert!(matches!(p.lookup("text-embedding-3-small"), PriceLookup::Priced(_)));
+        assert!(matches!(
+            p.lookup("text-embedding-3-small"),
+            PriceLookup::Priced(_)
+        ));
     }
 
     #[test]
     fn dated_names_take_the_longest_matching_key() {
         let p = built_in();
-        assert_eq!(p.lookup("gpt-4.1-mini-2025-04-14"), p.lookup("gpt-4.1-mini"));
+        assert_eq!(
+            p.lookup("gpt-4.1-mini-2025-04-14"),
+            p.lookup("gpt-4.1-mini")
+        );
         assert_eq!(p.lookup("gpt-4.1-2025-04-14"), p.lookup("gpt-4.1"));
     }
 
