@@ -3,9 +3,12 @@
 //! Integration tests: one binary (each test binary links the whole
 //! dependency tree), one module per capability.
 
+#[path = "../support/fake_github/mod.rs"]
+mod fake_github;
 mod support;
 
 mod api;
 mod crash;
+mod github;
 mod intake;
 mod webhook;
