@@ -58,6 +58,11 @@ impl GitHub {
         GitHub::new(credentials, options, Arc::new(SystemClock)).map(Some)
     }
 
+    /// The clock every wait of this client goes through.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        self.core.clock()
+    }
+
     /// The client of one installation.
     pub fn installation(&self, installation_id: u64) -> InstallationClient {
         InstallationClient {

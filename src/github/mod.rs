@@ -10,6 +10,7 @@ pub mod client;
 pub mod clock;
 pub mod error;
 pub mod model;
+pub mod startup;
 mod transport;
 
 pub use auth::{AppCredentials, AuthError, InstallationToken};

@@ -615,3 +615,57 @@ fn a_malformed_key_is_a_startup_error_naming_the_setting() {
     };
     assert!(GitHub::from_config(&none).unwrap().is_none());
 }
+
+#[tokio::test]
+async fn at_start_the_identity_reaches_the_loop_guard() {
+    let (_fake, gh, _repo) = setup().await;
+    let identity = orchestrator::server::Identity::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let bot = orchestrator::github::startup::learn_identity(&gh, &identity, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(identity.bot_user_id(), Some(BOT_USER_ID));
+    assert_eq!(identity.bot(), Some(&bot));
+}
+
+#[tokio::test]
+async fn identity_learning_keeps_trying_through_outages() {
+    let (fake, gh, _repo) = setup().await;
+    fake.fail_next("GET", "/app", 401, 2);
+    let identity = orchestrator::server::Identity::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    orchestrator::github::startup::learn_identity(&gh, &identity, &shutdown)
+        .await
+        .unwrap();
+    assert_eq!(identity.bot_user_id(), Some(BOT_USER_ID));
+    assert_eq!(
+        fake.clock.sleeps(),
+        vec![Duration::from_secs(5), Duration::from_secs(10)]
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_with_a_malformed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::test_config(
+        dir.path(),
+        &[
+            ("GITHUB_APP_ID", "12"),
+            ("GITHUB_PRIVATE_KEY", "not a pem"),
+            ("ORCH_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let url = secrecy::ExposeSecret::expose_secret(&config.database_url).to_string();
+    let store = orchestrator::store::Store::connect(&url, &config.database)
+        .await
+        .unwrap();
+    let err = orchestrator::server::serve(
+        Arc::new(config),
+        store,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("GITHUB_PRIVATE_KEY"), "{err}");
+    assert!(!err.to_string().contains("not a pem"));
+}
