@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod github;
 pub mod jobs;
+pub mod outbox;
 pub mod pricing;
 pub mod server;
 pub mod store;

@@ -167,9 +167,15 @@ pub async fn serve(
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     let state = AppState::new(config.clone(), store.clone());
-    if let Some(github) = github {
-        spawn_github_startup(github, state.identity.clone(), shutdown.clone());
-    }
+    let outbox = github.map(|github| {
+        spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
+        let sender = crate::outbox::OutboxSender::new(
+            store.clone(),
+            github,
+            config.github.trigger_label.clone(),
+        );
+        tokio::spawn(sender.run(shutdown.clone()))
+    });
     let background = spawn_background(config, store.clone(), shutdown.clone());
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -182,6 +188,9 @@ pub async fn serve(
         .await?;
     shutdown.cancel();
     let _ = background.await;
+    if let Some(outbox) = outbox {
+        let _ = outbox.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

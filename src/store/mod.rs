@@ -11,6 +11,7 @@
 
 mod intake;
 mod jobs;
+mod outbox;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use crate::config::{DatabaseConfig, SqliteSynchronous};
 
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
+pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -11,4 +11,5 @@ mod api;
 mod crash;
 mod github;
 mod intake;
+mod outbox;
 mod webhook;
