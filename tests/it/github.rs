@@ -669,3 +669,50 @@ async fn serve_refuses_to_start_with_a_malformed_key() {
     assert!(err.to_string().contains("GITHUB_PRIVATE_KEY"), "{err}");
     assert!(!err.to_string().contains("not a pem"));
 }
+
+#[tokio::test]
+async fn an_exhausted_primary_limit_delays_the_next_call_until_the_reset() {
+    let (fake, gh, repo) = setup().await;
+    let inst = gh.installation(INSTALLATION_ID);
+    inst.repository(&repo).await.unwrap();
+    fake.state().ratelimit_remaining = Some(0);
+    inst.repository(&repo).await.unwrap();
+    assert!(fake.clock.sleeps().is_empty(), "that answer was a success");
+    fake.state().ratelimit_remaining = None;
+    inst.repository(&repo).await.unwrap();
+    let sleeps = fake.clock.sleeps();
+    assert_eq!(sleeps.len(), 1);
+    assert!(sleeps[0] >= Duration::from_secs(3600) && sleeps[0] <= Duration::from_secs(3602));
+}
+
+#[tokio::test]
+async fn a_plain_403_is_forbidden_and_not_retried() {
+    let (fake, gh, repo) = setup().await;
+    fake.fail_next("GET", "/repos/*/*", 403, 1);
+    let err = gh
+        .installation(INSTALLATION_ID)
+        .repository(&repo)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
+    assert_eq!(fake.count("GET", "/repos/*/*"), 1);
+    assert!(fake.clock.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn connection_errors_are_retried_with_a_bound() {
+    let fake = FakeGitHub::start().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let options = ClientOptions {
+        api_url: format!("http://127.0.0.1:{port}"),
+        ..fake.options()
+    };
+    let err = fake.client_with(options).app().await.unwrap_err();
+    assert!(matches!(err, GitHubError::Network(_)), "{err:?}");
+    assert_eq!(
+        fake.clock.sleeps().len(),
+        ClientOptions::default().max_retries
+    );
+}

@@ -152,6 +152,9 @@ pub struct State {
     pub next_id: u64,
     /// Real delay of the token endpoint, so concurrent callers overlap.
     pub token_delay: Duration,
+    /// When set, every answer reports this many requests left (0 = exhausted
+    /// until the reset one hour ahead).
+    pub ratelimit_remaining: Option<usize>,
 }
 
 /// The running fake.

@@ -182,13 +182,19 @@ pub(crate) async fn handle(
 fn finish(shared: &Shared, (status, body, extra): Reply) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
-    let used = shared.state.lock().unwrap().calls.len();
+    let (used, remaining) = {
+        let state = shared.state.lock().unwrap();
+        let used = state.calls.len();
+        (
+            used,
+            state
+                .ratelimit_remaining
+                .unwrap_or(5000usize.saturating_sub(used).max(1)),
+        )
+    };
     let reset = unix(shared.clock.now()) + 3600;
     headers.insert("x-ratelimit-limit", HeaderValue::from(5000));
-    headers.insert(
-        "x-ratelimit-remaining",
-        HeaderValue::from(5000usize.saturating_sub(used).max(1)),
-    );
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
     headers.insert("x-ratelimit-used", HeaderValue::from(used));
     headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
     headers.insert("x-ratelimit-resource", HeaderValue::from_static("core"));
