@@ -150,13 +150,12 @@ impl GitHub {
     }
 }
 
-/// The value of `name` in the query of `url` (still percent-encoded: it is
-/// passed back to GitHub as it came).
+/// The decoded value of `name` in the query of `url` (encoded again when sent).
 fn query_value(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| value.to_string())
+        (key == name).then(|| decode(value))
     })
 }
 

@@ -53,6 +53,29 @@ pub(crate) fn encode(text: &str) -> String {
     out
 }
 
+/// Undoes [`encode`] (and any other `%XX`), for values read back from URLs.
+pub(crate) fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// What the bot needs of a repository.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Repository {
@@ -365,5 +388,7 @@ mod tests {
         assert_eq!(RepoRef::parse("a/b"), Some(RepoRef::new("a", "b")));
         assert_eq!(RepoRef::parse("a/b/c"), None);
         assert_eq!(encode("orch[bot]"), "orch%5Bbot%5D");
+        assert_eq!(decode(&encode("a b=/é")), "a b=/é");
+        assert_eq!(decode("100%"), "100%");
     }
 }

@@ -373,6 +373,8 @@ fn with_link(mut reply: Reply, link: Option<String>) -> Reply {
     reply
 }
 
+/// Cursor pagination as GitHub does it for deliveries: an opaque cursor
+/// (here `v1:<index>==`, percent-encoded in the `Link`).
 fn deliveries(state: &State, query: &HashMap<String, String>) -> Reply {
     let per_page: usize = query
         .get("per_page")
@@ -380,7 +382,7 @@ fn deliveries(state: &State, query: &HashMap<String, String>) -> Reply {
         .unwrap_or(30);
     let start: usize = query
         .get("cursor")
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.strip_prefix("v1:")?.strip_suffix("==")?.parse().ok())
         .unwrap_or(0);
     let items: Vec<Value> = state
         .deliveries
@@ -392,7 +394,7 @@ fn deliveries(state: &State, query: &HashMap<String, String>) -> Reply {
     let next = start + items.len();
     let link = (next < state.deliveries.len()).then(|| {
         format!(
-            "<{}/app/hook/deliveries?per_page={per_page}&cursor={next}>; rel=\"next\"",
+            "<{}/app/hook/deliveries?per_page={per_page}&cursor=v1%3A{next}%3D%3D>; rel=\"next\"",
             state.base_url
         )
     });
