@@ -24,7 +24,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
@@ -191,6 +191,42 @@ struct Pacer {
     blocked_until: Mutex<HashMap<u64, SystemTime>>,
 }
 
+/// What [`Core::send`] does after an attempt.
+enum Step {
+    Done(Reply),
+    Fail(GitHubError),
+    Wait(Duration),
+    /// Drop this token and send again with a fresh one (once per call).
+    Refresh {
+        installation: u64,
+        generation: u64,
+    },
+}
+
+/// What one call may still spend on retries.
+struct Budget {
+    backoff: ExponentialBackoff,
+    rate_limit_waits: usize,
+    refreshed: bool,
+}
+
+impl Budget {
+    /// A transient error of a replay-safe call waits for the next backoff
+    /// step; anything else, or an exhausted backoff, ends the call.
+    fn retry_or_fail(&mut self, call: &Call, error: GitHubError) -> Step {
+        if !(error.is_transient() && call.replay == Replay::Safe) {
+            return Step::Fail(error);
+        }
+        match self.backoff.next() {
+            Some(delay) => {
+                tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, target = %call.target, "GitHub call failed; retrying");
+                Step::Wait(delay)
+            }
+            None => Step::Fail(error),
+        }
+    }
+}
+
 /// The key of the App's own (JWT or anonymous) calls in the pacing maps.
 const APP_KEY: u64 = 0;
 
@@ -298,60 +334,72 @@ impl Core {
 
     /// Sends `call` with pacing, authentication, rate-limit waits and retries.
     pub async fn send(&self, call: Call) -> Result<Reply, GitHubError> {
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.options.min_backoff)
-            .with_max_delay(self.options.max_backoff)
-            .with_max_times(self.options.max_retries)
-            .with_jitter()
-            .build();
-        let mut rate_limit_waits = 0usize;
-        let mut refreshed = false;
+        let mut budget = Budget {
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(self.options.min_backoff)
+                .with_max_delay(self.options.max_backoff)
+                .with_max_times(self.options.max_retries)
+                .with_jitter()
+                .build(),
+            rate_limit_waits: 0,
+            refreshed: false,
+        };
         loop {
             self.pace(&call).await;
             let (authorization, generation) = self.authorize(call.auth).await?;
             let outcome = self.send_once(&call, authorization).await;
-            let error = match outcome {
-                Ok(reply) if reply.status < 400 => {
-                    self.note_limits(call.auth, &reply.headers);
-                    return Ok(reply);
+            match self.judge(&call, outcome, generation, &mut budget) {
+                Step::Done(reply) => return Ok(reply),
+                Step::Fail(error) => return Err(error),
+                Step::Wait(delay) => self.clock.sleep(delay).await,
+                Step::Refresh {
+                    installation,
+                    generation,
+                } => {
+                    tracing::info!(
+                        installation,
+                        "installation token refused; minting a new one"
+                    );
+                    self.tokens.invalidate(installation, generation).await;
                 }
-                Ok(reply) => {
-                    self.note_limits(call.auth, &reply.headers);
-                    if let Some(wait) = self.rate_limit_wait(&reply, rate_limit_waits) {
-                        if rate_limit_waits >= self.options.max_rate_limit_waits {
-                            return Err(rate_limited(&reply, wait));
-                        }
-                        rate_limit_waits += 1;
-                        tracing::warn!(status = reply.status, wait_secs = wait.as_secs(), target = %call.target, "GitHub rate limit: waiting");
-                        self.clock.sleep(wait).await;
-                        continue;
-                    }
-                    if let (401, Auth::Installation(id), Some(generation), false) =
-                        (reply.status, call.auth, generation, refreshed)
-                    {
-                        tracing::info!(
-                            installation = id,
-                            "installation token refused; minting a new one"
-                        );
-                        self.tokens.invalidate(id, generation).await;
-                        refreshed = true;
-                        continue;
-                    }
-                    error_from(&reply)
-                }
-                Err(error) => error,
-            };
-            if !(error.is_transient() && call.replay == Replay::Safe) {
-                return Err(error);
-            }
-            match backoff.next() {
-                Some(delay) => {
-                    tracing::warn!(error = %error, delay_ms = delay.as_millis() as u64, target = %call.target, "GitHub call failed; retrying");
-                    self.clock.sleep(delay).await;
-                }
-                None => return Err(error),
             }
         }
+    }
+
+    /// What one attempt's outcome means for the call.
+    fn judge(
+        &self,
+        call: &Call,
+        outcome: Result<Reply, GitHubError>,
+        generation: Option<u64>,
+        budget: &mut Budget,
+    ) -> Step {
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(error) => return budget.retry_or_fail(call, error),
+        };
+        self.note_limits(call.auth, &reply.headers);
+        if reply.status < 400 {
+            return Step::Done(reply);
+        }
+        if let Some(wait) = self.rate_limit_wait(&reply, budget.rate_limit_waits) {
+            if budget.rate_limit_waits >= self.options.max_rate_limit_waits {
+                return Step::Fail(rate_limited(&reply, wait));
+            }
+            budget.rate_limit_waits += 1;
+            tracing::warn!(status = reply.status, wait_secs = wait.as_secs(), target = %call.target, "GitHub rate limit: waiting");
+            return Step::Wait(wait);
+        }
+        if let (401, Auth::Installation(installation), Some(generation), false) =
+            (reply.status, call.auth, generation, budget.refreshed)
+        {
+            budget.refreshed = true;
+            return Step::Refresh {
+                installation,
+                generation,
+            };
+        }
+        budget.retry_or_fail(call, error_from(&reply))
     }
 
     /// Waits for our own limiters and any primary-limit reset seen earlier.
