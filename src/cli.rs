@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+use crate::agents::AgentsPolicy;
 use crate::config::{Config, ConfigSources};
 use crate::pricing::Pricing;
 use crate::store::Store;
@@ -72,6 +73,13 @@ fn config_check(config: &Config) -> ExitCode {
         }
     };
     eprintln!("pricing: {} ({} models)", pricing.origin, pricing.len());
+    match AgentsPolicy::load(config.agents_path.as_deref()) {
+        Ok(policy) => eprintln!("agents policy: {} (sha256 {})", policy.origin, &policy.hash[..12]),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    }
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
@@ -85,10 +93,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     crate::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

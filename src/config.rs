@@ -264,10 +264,7 @@ level = "info"
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: {message}")]
     DotEnv {
         path: PathBuf,
@@ -306,8 +303,8 @@ impl Config {
     /// Loads and validates the configuration.
     pub fn load(sources: &ConfigSources) -> Result<Self, ConfigError> {
         let env = merged_env(sources)?;
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         builder = match &sources.file {
             Some(path) => {
                 if !path.exists() {
@@ -316,11 +313,13 @@ impl Config {
                         source: std::io::Error::from(std::io::ErrorKind::NotFound),
                     });
                 }
-                builder.add_source(config::File::from(path.as_path()).required(true))
+                builder.add_source(
+                    config::File::from(path.as_path())
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                )
             }
-            None => {
-                builder.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false))
-            }
+            None => builder.add_source(config::File::with_name(DEFAULT_CONFIG_FILE).required(false)),
         };
         let prefixed: config::Map<String, String> = env
             .iter()
@@ -374,22 +373,14 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let db = self.database_url.expose_secret();
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
-            return invalid(
-                "DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
-            );
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return invalid("DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into());
         }
         if self.workers == 0 || self.workers > 256 {
             return invalid(format!("workers must be 1..=256, got {}", self.workers));
         }
         if self.lease_secs < 5 {
-            return invalid(format!(
-                "lease_secs must be at least 5, got {}",
-                self.lease_secs
-            ));
+            return invalid(format!("lease_secs must be at least 5, got {}", self.lease_secs));
         }
         if !(self.budget.usd.is_finite() && self.budget.usd > 0.0) {
             return invalid(format!("budget.usd must be > 0, got {}", self.budget.usd));
@@ -405,11 +396,9 @@ impl Config {
         if self.coder.max_attempts == 0 {
             return invalid("coder.max_attempts must be at least 1".into());
         }
-        if self.policy.merge_strategy == MergeStrategy::DirectPush && !self.policy.allow_direct_push
-        {
+        if self.policy.merge_strategy == MergeStrategy::DirectPush && !self.policy.allow_direct_push {
             return invalid(
-                "policy.merge_strategy = \"direct_push\" needs policy.allow_direct_push = true"
-                    .into(),
+                "policy.merge_strategy = \"direct_push\" needs policy.allow_direct_push = true".into(),
             );
         }
         if self.github.trigger_label.trim().is_empty() {
@@ -425,9 +414,7 @@ impl Config {
         }
         let c = &self.context;
         if c.output_reserve_tokens >= c.budget_tokens {
-            return invalid(
-                "context.output_reserve_tokens must be below context.budget_tokens".into(),
-            );
+            return invalid("context.output_reserve_tokens must be below context.budget_tokens".into());
         }
         if c.hard_cap_tokens < c.budget_tokens - c.output_reserve_tokens {
             return invalid(
@@ -435,9 +422,7 @@ impl Config {
             );
         }
         if !(0.0..=1.0).contains(&c.compaction_ratio) || !(0.0..=1.0).contains(&c.min_score) {
-            return invalid(
-                "context.compaction_ratio and context.min_score must be within 0..=1".into(),
-            );
+            return invalid("context.compaction_ratio and context.min_score must be within 0..=1".into());
         }
         if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
             return invalid("set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, not both".into());
@@ -474,9 +459,7 @@ impl Config {
             out.push("neither GITHUB_PRIVATE_KEY nor GITHUB_PRIVATE_KEY_PATH is set".into());
         }
         if self.openai.api_key.is_none() {
-            out.push(
-                "OPENAI_API_KEY is not set (fine for a local endpoint that needs none)".into(),
-            );
+            out.push("OPENAI_API_KEY is not set (fine for a local endpoint that needs none)".into());
         }
         out
     }
@@ -582,10 +565,7 @@ mod redacted {
     pub(super) fn render(c: &Config) -> String {
         let mut out = Toml::default();
         out.kv("listen", q(&c.listen.to_string()));
-        out.kv(
-            "database_url",
-            q(&redact_url(c.database_url.expose_secret())),
-        );
+        out.kv("database_url", q(&redact_url(c.database_url.expose_secret())));
         out.kv("data_dir", q(&c.data_dir.display().to_string()));
         out.kv("api_token", secret(&c.api_token));
         out.kv("metrics_token", secret(&c.metrics_token));
@@ -620,10 +600,7 @@ mod redacted {
         out.kv("cto", q(&c.models.cto));
         out.kv("coder", q(&c.models.coder));
         let embedding = c.models.embedding.as_deref();
-        out.kv(
-            "embedding",
-            embedding.map_or("\"(none: BM25 only)\"".into(), q),
-        );
+        out.kv("embedding", embedding.map_or("\"(none: BM25 only)\"".into(), q));
         let b = &c.budget;
         out.section("budget");
         out.kv("usd", b.usd.to_string());
@@ -731,10 +708,7 @@ mod tests {
         Config::load(&ConfigSources {
             file: None,
             dotenv: Some(dir.path().join(".env")),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         })
     }
 
@@ -742,10 +716,7 @@ mod tests {
     fn defaults_match_the_design() {
         let c = load(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
-        assert_eq!(
-            c.database_url.expose_secret(),
-            "sqlite://data/orchestrator.db"
-        );
+        assert_eq!(c.database_url.expose_secret(), "sqlite://data/orchestrator.db");
         assert_eq!(c.github.trigger_label, "orchestrate");
         assert_eq!(c.models.cto, "gpt-4.1-mini");
         assert_eq!(c.models.coder, "gpt-4.1");
@@ -817,17 +788,10 @@ mod tests {
         let err = load(&[("ORCH_POLICY__MERGE_STRATEGY", "yolo")])
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("yolo") || err.contains("merge_strategy"),
-            "{err}"
-        );
-        let err = load(&[("ORCH_BUDGET__USD", "lots")])
-            .unwrap_err()
-            .to_string();
+        assert!(err.contains("yolo") || err.contains("merge_strategy"), "{err}");
+        let err = load(&[("ORCH_BUDGET__USD", "lots")]).unwrap_err().to_string();
         assert!(err.contains("budget.usd") || err.contains("lots"), "{err}");
-        let err = load(&[("DATABASE_URL", "mysql://x")])
-            .unwrap_err()
-            .to_string();
+        let err = load(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
         let err = load(&[("ORCH_BUDGET__USDD", "1")]).unwrap_err().to_string();
         assert!(err.contains("usdd"), "unknown keys are reported: {err}");
@@ -858,15 +822,66 @@ mod tests {
 
     #[test]
     fn dotenv_parsing_handles_quotes_comments_and_export() {
-        let parsed = parse_dotenv(
-            "# comment\nexport A=1\nB=\"two words\"\nC='single'\nD=plain # trailing\n\nE=\n",
-        )
-        .unwrap();
+        let parsed =
+            parse_dotenv("# comment\nexport A=1\nB=\"two words\"\nC='single'\nD=plain # trailing\n\nE=\n")
+                .unwrap();
         assert_eq!(parsed["A"], "1");
         assert_eq!(parsed["B"], "two words");
         assert_eq!(parsed["C"], "single");
         assert_eq!(parsed["D"], "plain");
         assert_eq!(parsed["E"], "");
         assert_eq!(parse_dotenv("NOEQUALS\n").unwrap_err().0, 1);
+    }
+}
+
+#[cfg(test)]
+mod example_files {
+    use super::*;
+
+    /// The documented example must load, and every setting must appear in it.
+    #[test]
+    fn the_example_toml_loads_and_documents_every_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = root.join("orchestrator.toml.example");
+        let config = Config::load(&ConfigSources {
+            file: Some(example.clone()),
+            dotenv: None,
+            env: HashMap::new(),
+        })
+        .unwrap();
+        assert_eq!(config.github.trigger_label, "orchestrate");
+        let text = std::fs::read_to_string(&example).unwrap();
+        for line in DEFAULTS.lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    text.contains(&format!("{key} = ")),
+                    "{key} is not documented in the example"
+                );
+            }
+        }
+        for key in [
+            "api_token",
+            "metrics_token",
+            "webhook_secret",
+            "app_id",
+            "api_key",
+            "embedding",
+        ] {
+            assert!(
+                text.contains(&format!("# {key} = ")),
+                "{key} is not documented in the example"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_env_file_parses_and_names_the_well_known_variables() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root.join(".env.example");
+        read_dotenv(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (name, _) in WELL_KNOWN_ENV {
+            assert!(text.contains(name), "{name} is not in .env.example");
+        }
     }
 }

@@ -43,9 +43,7 @@ impl JobStatus {
     }
 
     pub fn parse(s: &str) -> Option<JobStatus> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
+        JobStatus::ALL.into_iter().find(|status| status.as_str() == s)
     }
 
     /// Active jobs block a second job on the same issue.
@@ -148,10 +146,7 @@ mod tests {
         for status in JobStatus::ALL {
             assert_eq!(JobStatus::parse(status.as_str()), Some(status));
         }
-        let active: Vec<_> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.is_active())
-            .collect();
+        let active: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_active()).collect();
         assert_eq!(
             active,
             [

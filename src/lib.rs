@@ -1,6 +1,7 @@
 //! orchestrator: a GitHub App that turns labelled issues into reviewed pull
 //! requests. See `README.md` for what it does and `docs/` for how.
 
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod github;

@@ -126,8 +126,7 @@ impl OutboxSender {
         let Some(repo) = RepoRef::parse(&row.repo) else {
             return Delivery::Abandoned(format!("bad repository name {:?}", row.repo));
         };
-        let (Ok(installation), Ok(issue)) = (u64::try_from(installation), u64::try_from(issue))
-        else {
+        let (Ok(installation), Ok(issue)) = (u64::try_from(installation), u64::try_from(issue)) else {
             return Delivery::Abandoned("negative id".into());
         };
         let body = match self.render(row, &repo, issue).await {
@@ -162,17 +161,10 @@ impl OutboxSender {
         client.create_comment_once(repo, issue, body, marker).await
     }
 
-    async fn render(
-        &self,
-        row: &OutboxRow,
-        repo: &RepoRef,
-        issue: u64,
-    ) -> Result<String, StoreError> {
+    async fn render(&self, row: &OutboxRow, repo: &RepoRef, issue: u64) -> Result<String, StoreError> {
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
         let status = if row.kind == "status" {
-            self.store
-                .latest_issue_job(&repo.to_string(), issue)
-                .await?
+            self.store.latest_issue_job(&repo.to_string(), issue).await?
         } else {
             None
         };
@@ -202,9 +194,7 @@ fn heals(err: &GitHubError) -> bool {
 
 /// `FIRST_BACKOFF × 2^(attempts-1)`, capped.
 fn backoff(attempts: i64) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1))
-        .unwrap_or(0)
-        .min(12);
+    let exponent = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(12);
     (FIRST_BACKOFF * 2u32.pow(exponent)).min(MAX_BACKOFF)
 }
 
@@ -254,9 +244,7 @@ pub mod replies {
                 trigger_label,
             ),
             "status" => status_text(status, trigger_label),
-            "issue_closed" => {
-                "This issue is closed, so no job was started. Reopen it and ask again.".into()
-            }
+            "issue_closed" => "This issue is closed, so no job was started. Reopen it and ask again.".into(),
             "not_permitted" => {
                 let command: String = payload["command"]
                     .as_str()

@@ -42,10 +42,7 @@ pub enum PriceLookup {
 #[derive(Debug, thiserror::Error)]
 pub enum PricingError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{origin}: invalid pricing file: {message}")]
     Invalid { origin: String, message: String },
 }
@@ -94,11 +91,7 @@ impl Pricing {
         }
         Ok(Pricing {
             models: file.models,
-            free_prefixes: file
-                .free_prefixes
-                .into_iter()
-                .map(|p| p.to_lowercase())
-                .collect(),
+            free_prefixes: file.free_prefixes.into_iter().map(|p| p.to_lowercase()).collect(),
             origin: origin.to_string(),
             warned: Mutex::new(HashSet::new()),
         })
@@ -118,11 +111,7 @@ impl Pricing {
             return PriceLookup::Priced(*price);
         }
         let lower = model.to_lowercase();
-        if self
-            .free_prefixes
-            .iter()
-            .any(|p| lower.starts_with(p.as_str()))
-        {
+        if self.free_prefixes.iter().any(|p| lower.starts_with(p.as_str())) {
             return PriceLookup::Free;
         }
         PriceLookup::Unknown
@@ -142,10 +131,7 @@ impl Pricing {
                     .map(|mut w| w.insert(model.to_string()))
                     .unwrap_or(false);
                 if first {
-                    tracing::warn!(
-                        model,
-                        "model not in pricing.json: its calls are counted as free"
-                    );
+                    tracing::warn!(model, "model not in pricing.json: its calls are counted as free");
                 }
                 0.0
             }
@@ -190,10 +176,7 @@ mod tests {
     #[test]
     fn dated_names_take_the_longest_matching_key() {
         let p = built_in();
-        assert_eq!(
-            p.lookup("gpt-4.1-mini-2025-04-14"),
-            p.lookup("gpt-4.1-mini")
-        );
+        assert_eq!(p.lookup("gpt-4.1-mini-2025-04-14"), p.lookup("gpt-4.1-mini"));
         assert_eq!(p.lookup("gpt-4.1-2025-04-14"), p.lookup("gpt-4.1"));
     }
 

@@ -44,18 +44,12 @@ pub enum AuthError {
     #[error("neither GITHUB_PRIVATE_KEY nor GITHUB_PRIVATE_KEY_PATH is set")]
     MissingKey,
     #[error("cannot read GITHUB_PRIVATE_KEY_PATH ({path}): {source}")]
-    ReadKey {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadKey { path: PathBuf, source: std::io::Error },
     #[error(
         "{setting} is not a usable RSA private key in PEM form \
          (\"BEGIN RSA PRIVATE KEY\" as GitHub issues it, or PKCS#8 \"BEGIN PRIVATE KEY\"): {reason}"
     )]
-    BadKey {
-        setting: &'static str,
-        reason: String,
-    },
+    BadKey { setting: &'static str, reason: String },
     #[error("cannot sign the App JWT: {0}")]
     Sign(String),
 }
@@ -94,10 +88,7 @@ impl AppCredentials {
             let pem = inline.expose_secret().replace("\\n", "\n");
             return AppCredentials::from_pem(app_id, pem.as_bytes(), "GITHUB_PRIVATE_KEY");
         }
-        let path = config
-            .private_key_path
-            .as_ref()
-            .ok_or(AuthError::MissingKey)?;
+        let path = config.private_key_path.as_ref().ok_or(AuthError::MissingKey)?;
         let pem = std::fs::read(path).map_err(|source| AuthError::ReadKey {
             path: path.clone(),
             source,
@@ -106,11 +97,7 @@ impl AppCredentials {
     }
 
     /// Parses a PKCS#1 or PKCS#8 RSA PEM; `setting` names where it came from.
-    pub fn from_pem(
-        app_id: u64,
-        pem: &[u8],
-        setting: &'static str,
-    ) -> Result<AppCredentials, AuthError> {
+    pub fn from_pem(app_id: u64, pem: &[u8], setting: &'static str) -> Result<AppCredentials, AuthError> {
         let key = EncodingKey::from_rsa_pem(pem).map_err(|e| AuthError::BadKey {
             setting,
             reason: e.to_string(),

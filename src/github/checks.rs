@@ -171,9 +171,7 @@ fn check_action(action: &CheckAction) -> Result<(), GitHubError> {
 /// The request bodies for `fields`: the first carries everything and up to
 /// 50 annotations; each further one carries the output's title and summary
 /// (GitHub requires them) and the next 50 annotations.
-pub(crate) fn plan_requests(
-    mut fields: CheckRunFields,
-) -> Result<Vec<CheckRunFields>, GitHubError> {
+pub(crate) fn plan_requests(mut fields: CheckRunFields) -> Result<Vec<CheckRunFields>, GitHubError> {
     if let Some(actions) = &fields.actions {
         if actions.len() > MAX_ACTIONS {
             return Err(GitHubError::InvalidRequest(format!(
@@ -191,17 +189,15 @@ pub(crate) fn plan_requests(
     output.text = output.text.map(|t| truncate_chars(&t, MAX_OUTPUT_CHARS));
     let mut annotations = std::mem::take(&mut output.annotations);
     let rest = annotations.split_off(annotations.len().min(ANNOTATIONS_PER_REQUEST));
-    let follow_ups = rest
-        .chunks(ANNOTATIONS_PER_REQUEST)
-        .map(|chunk| CheckRunFields {
-            output: Some(CheckOutput {
-                title: output.title.clone(),
-                summary: output.summary.clone(),
-                text: None,
-                annotations: chunk.to_vec(),
-            }),
-            ..CheckRunFields::default()
-        });
+    let follow_ups = rest.chunks(ANNOTATIONS_PER_REQUEST).map(|chunk| CheckRunFields {
+        output: Some(CheckOutput {
+            title: output.title.clone(),
+            summary: output.summary.clone(),
+            text: None,
+            annotations: chunk.to_vec(),
+        }),
+        ..CheckRunFields::default()
+    });
     let follow_ups: Vec<CheckRunFields> = follow_ups.collect();
     output.annotations = annotations;
     fields.output = Some(output);

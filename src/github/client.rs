@@ -44,9 +44,8 @@ impl GitHub {
     /// configured at all (no id and no key), an error when it is configured
     /// but unusable (the message names the setting).
     pub fn from_config(config: &GithubConfig) -> Result<Option<GitHub>, GitHubError> {
-        let nothing = config.app_id.is_none()
-            && config.private_key.is_none()
-            && config.private_key_path.is_none();
+        let nothing =
+            config.app_id.is_none() && config.private_key.is_none() && config.private_key_path.is_none();
         if nothing {
             return Ok(None);
         }
@@ -71,15 +70,8 @@ impl GitHub {
         }
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(
-        &self,
-        auth: Auth,
-        path: String,
-    ) -> Result<T, GitHubError> {
-        self.core
-            .send(Call::new(Method::GET, auth, path))
-            .await?
-            .json()
+    async fn get<T: for<'de> Deserialize<'de>>(&self, auth: Auth, path: String) -> Result<T, GitHubError> {
+        self.core.send(Call::new(Method::GET, auth, path)).await?.json()
     }
 
     /// `GET /app`: the App's id and slug.
@@ -106,31 +98,19 @@ impl GitHub {
     }
 
     /// `GET /repos/{o}/{r}/installation`: the installation covering a repository.
-    pub async fn repository_installation(
-        &self,
-        repo: &RepoRef,
-    ) -> Result<Installation, GitHubError> {
-        self.get(Auth::App, format!("{}/installation", repo.path()))
-            .await
+    pub async fn repository_installation(&self, repo: &RepoRef) -> Result<Installation, GitHubError> {
+        self.get(Auth::App, format!("{}/installation", repo.path())).await
     }
 
     /// One page (newest first) of the App's webhook deliveries; pass the
     /// returned cursor to get the next, older page.
-    pub async fn webhook_deliveries(
-        &self,
-        cursor: Option<&str>,
-    ) -> Result<DeliveryPage, GitHubError> {
+    pub async fn webhook_deliveries(&self, cursor: Option<&str>) -> Result<DeliveryPage, GitHubError> {
         let mut path = "/app/hook/deliveries?per_page=100".to_string();
         if let Some(cursor) = cursor {
             path.push_str(&format!("&cursor={}", encode(cursor)));
         }
-        let reply = self
-            .core
-            .send(Call::new(Method::GET, Auth::App, path))
-            .await?;
-        let next_cursor = reply
-            .next_link()
-            .and_then(|url| query_value(&url, "cursor"));
+        let reply = self.core.send(Call::new(Method::GET, Auth::App, path)).await?;
+        let next_cursor = reply.next_link().and_then(|url| query_value(&url, "cursor"));
         Ok(DeliveryPage {
             deliveries: reply.json()?,
             next_cursor,
@@ -300,11 +280,7 @@ impl InstallationClient {
     }
 
     /// Every comment of the issue, following `Link` pagination.
-    pub async fn list_comments(
-        &self,
-        repo: &RepoRef,
-        issue: u64,
-    ) -> Result<Vec<Comment>, GitHubError> {
+    pub async fn list_comments(&self, repo: &RepoRef, issue: u64) -> Result<Vec<Comment>, GitHubError> {
         let first = format!("{}/issues/{issue}/comments?per_page=100", repo.path());
         self.core
             .paginate(Auth::Installation(self.id), first, |reply| reply.json())
@@ -343,12 +319,7 @@ impl InstallationClient {
     }
 
     /// Adds labels (never replaces); idempotent.
-    pub async fn add_labels(
-        &self,
-        repo: &RepoRef,
-        issue: u64,
-        labels: &[&str],
-    ) -> Result<(), GitHubError> {
+    pub async fn add_labels(&self, repo: &RepoRef, issue: u64, labels: &[&str]) -> Result<(), GitHubError> {
         let path = format!("{}/issues/{issue}/labels", repo.path());
         let call = self
             .call(Method::POST, path)
@@ -358,12 +329,7 @@ impl InstallationClient {
     }
 
     /// Removes a label; a label that is not there (404) is no error.
-    pub async fn remove_label(
-        &self,
-        repo: &RepoRef,
-        issue: u64,
-        label: &str,
-    ) -> Result<(), GitHubError> {
+    pub async fn remove_label(&self, repo: &RepoRef, issue: u64, label: &str) -> Result<(), GitHubError> {
         let path = format!("{}/issues/{issue}/labels/{}", repo.path(), encode(label));
         match self.core.send(self.call(Method::DELETE, path)).await {
             Ok(_) | Err(GitHubError::NotFound { .. }) => Ok(()),
@@ -403,8 +369,7 @@ impl InstallationClient {
         let run: CheckRun = self
             .send_json(self.call(Method::PATCH, path).json(to_value(&first)?))
             .await?;
-        self.send_annotation_chunks(repo, check_run_id, requests)
-            .await?;
+        self.send_annotation_chunks(repo, check_run_id, requests).await?;
         Ok(run)
     }
 

@@ -100,9 +100,7 @@ impl Clock for ManualClock {
 
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_secs(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Adapts a [`Clock`] to governor, so rate-limiter waits follow the same

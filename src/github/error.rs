@@ -93,9 +93,7 @@ impl GitHubError {
             GitHubError::Unauthorized { .. } => Some(401),
             GitHubError::Forbidden { .. } => Some(403),
             GitHubError::Validation { .. } => Some(422),
-            GitHubError::Server { status, .. } | GitHubError::Status { status, .. } => {
-                Some(*status)
-            }
+            GitHubError::Server { status, .. } | GitHubError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }

@@ -15,14 +15,14 @@ mod transport;
 
 pub use auth::{AppCredentials, AuthError, InstallationToken};
 pub use checks::{
-    Annotation, AnnotationLevel, CheckAction, CheckConclusion, CheckOutput, CheckRun,
-    CheckRunFields, CheckStatus,
+    Annotation, AnnotationLevel, CheckAction, CheckConclusion, CheckOutput, CheckRun, CheckRunFields,
+    CheckStatus,
 };
 pub use client::{GitHub, InstallationClient};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{GitHubError, ValidationDetail};
 pub use model::{
-    App, BotIdentity, Comment, DeliveryPage, HookDelivery, Installation, Issue, NewPullRequest,
-    Permission, PullRequest, Reaction, RepoRef, Repository, User,
+    App, BotIdentity, Comment, DeliveryPage, HookDelivery, Installation, Issue, NewPullRequest, Permission,
+    PullRequest, Reaction, RepoRef, Repository, User,
 };
 pub use transport::{API_VERSION, ClientOptions};

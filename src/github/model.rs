@@ -59,9 +59,7 @@ pub(crate) fn decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -361,11 +359,7 @@ mod tests {
             (None, None, P::None),
         ];
         for (role, legacy, want) in cases {
-            assert_eq!(
-                Permission::from_answer(role, legacy),
-                want,
-                "{role:?}/{legacy:?}"
-            );
+            assert_eq!(Permission::from_answer(role, legacy), want, "{role:?}/{legacy:?}");
         }
         assert!(P::Maintain.can_write() && P::Write.can_write() && !P::Triage.can_write());
     }

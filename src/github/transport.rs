@@ -168,15 +168,12 @@ impl Reply {
         let link = self.headers.get("link")?.to_str().ok()?;
         link.split(',').find_map(|part| {
             let (url, params) = part.split_once(';')?;
-            params
-                .split(';')
-                .any(|p| p.trim() == "rel=\"next\"")
-                .then(|| {
-                    url.trim()
-                        .trim_start_matches('<')
-                        .trim_end_matches('>')
-                        .to_string()
-                })
+            params.split(';').any(|p| p.trim() == "rel=\"next\"").then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
         })
     }
 }
@@ -232,12 +229,9 @@ const APP_KEY: u64 = 0;
 
 impl Pacer {
     fn new(options: &ClientOptions, clock: &Arc<dyn Clock>) -> Pacer {
-        let keyed =
-            |quota: Quota| RateLimiter::hashmap_with_clock(quota, GovernorClock(clock.clone()));
+        let keyed = |quota: Quota| RateLimiter::hashmap_with_clock(quota, GovernorClock(clock.clone()));
         Pacer {
-            requests: keyed(
-                Quota::per_hour(options.requests_per_hour).allow_burst(options.request_burst),
-            ),
+            requests: keyed(Quota::per_hour(options.requests_per_hour).allow_burst(options.request_burst)),
             writes_minute: keyed(Quota::per_minute(options.writes_per_minute)),
             writes_hour: keyed(Quota::per_hour(options.writes_per_hour)),
             blocked_until: Mutex::new(HashMap::new()),
@@ -310,9 +304,7 @@ impl Core {
 
     /// A fresh installation token, from the cache or minted (single flight).
     pub async fn installation_token(&self, id: u64) -> Result<InstallationToken, GitHubError> {
-        self.tokens
-            .get(id, || self.clock.now(), || self.mint(id))
-            .await
+        self.tokens.get(id, || self.clock.now(), || self.mint(id)).await
     }
 
     async fn mint(&self, id: u64) -> Result<(SecretString, SystemTime), GitHubError> {
@@ -356,10 +348,7 @@ impl Core {
                     installation,
                     generation,
                 } => {
-                    tracing::info!(
-                        installation,
-                        "installation token refused; minting a new one"
-                    );
+                    tracing::info!(installation, "installation token refused; minting a new one");
                     self.tokens.invalidate(installation, generation).await;
                 }
             }
@@ -472,10 +461,7 @@ impl Core {
     }
 
     /// The `Authorization` header for `auth`, and the token's generation.
-    async fn authorize(
-        &self,
-        auth: Auth,
-    ) -> Result<(Option<HeaderValue>, Option<u64>), GitHubError> {
+    async fn authorize(&self, auth: Auth) -> Result<(Option<HeaderValue>, Option<u64>), GitHubError> {
         let (secret, generation) = match auth {
             Auth::Anonymous => return Ok((None, None)),
             Auth::App => (self.credentials.jwt(self.clock.now())?, None),
@@ -504,11 +490,7 @@ impl Core {
         )))
     }
 
-    async fn send_once(
-        &self,
-        call: &Call,
-        authorization: Option<HeaderValue>,
-    ) -> Result<Reply, GitHubError> {
+    async fn send_once(&self, call: &Call, authorization: Option<HeaderValue>) -> Result<Reply, GitHubError> {
         let mut builder = http::Request::builder()
             .method(call.method.clone())
             .uri(self.url(&call.target)?)
@@ -574,11 +556,7 @@ fn pacing_key(auth: Auth) -> u64 {
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)?
-        .to_str()
-        .ok()
-        .map(|s| s.trim().to_string())
+    headers.get(name)?.to_str().ok().map(|s| s.trim().to_string())
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {

@@ -15,10 +15,7 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
-        .route_layer(middleware::from_fn_with_state(
-            state,
-            auth::require_api_token,
-        ))
+        .route_layer(middleware::from_fn_with_state(state, auth::require_api_token))
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,22 +32,19 @@ async fn list_jobs(
 ) -> Result<Json<Value>, ApiError> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(JobStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_status", format!("unknown status {s:?}"))
-        })?),
+        Some(s) => Some(
+            JobStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request("invalid_status", format!("unknown status {s:?}")))?,
+        ),
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be 1..=100",
-        ));
+        return Err(ApiError::bad_request("invalid_limit", "limit must be 1..=100"));
     }
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "malformed cursor"))?,
+            decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid_cursor", "malformed cursor"))?,
         ),
     };
     let filter = JobFilter {
@@ -66,10 +60,7 @@ async fn list_jobs(
     })))
 }
 
-async fn get_job(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     match state.store.get_job(&id).await? {
         Some(job) => Ok(Json(json!(job))),
         None => Err(ApiError::new(

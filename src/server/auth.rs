@@ -11,11 +11,7 @@ use super::{ApiError, AppState};
 
 /// Refuses the request with 401 unless it carries `Authorization: Bearer
 /// $ORCH_API_TOKEN`; without a configured token every request is refused.
-pub async fn require_api_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_api_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.config.api_token else {
         return unauthorized("the API is disabled: ORCH_API_TOKEN is not set");
     };
@@ -35,8 +31,7 @@ pub async fn require_api_token(
 }
 
 fn unauthorized(message: &str) -> Response {
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
@@ -49,10 +44,7 @@ fn unauthorized(message: &str) -> Response {
 pub fn tokens_equal(presented: &[u8], expected: &[u8]) -> bool {
     let a = Sha256::digest(presented);
     let b = Sha256::digest(expected);
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -153,14 +153,10 @@ async fn not_found() -> ApiError {
 
 /// Runs the server until `shutdown` is cancelled (or SIGTERM/SIGINT), then
 /// stops accepting, lets in-flight requests finish and returns.
-pub async fn serve(
-    config: Arc<Config>,
-    store: Store,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToken) -> anyhow::Result<()> {
     // A configured but unusable App key stops the start with a clear message.
-    let github = crate::github::GitHub::from_config(&config.github)
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let github =
+        crate::github::GitHub::from_config(&config.github).map_err(|err| anyhow::anyhow!("{err}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
@@ -169,11 +165,8 @@ pub async fn serve(
     let state = AppState::new(config.clone(), store.clone());
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
-        let sender = crate::outbox::OutboxSender::new(
-            store.clone(),
-            github,
-            config.github.trigger_label.clone(),
-        );
+        let sender =
+            crate::outbox::OutboxSender::new(store.clone(), github, config.github.trigger_label.clone());
         tokio::spawn(sender.run(shutdown.clone()))
     });
     let background = spawn_background(config, store.clone(), shutdown.clone());
@@ -197,11 +190,7 @@ pub async fn serve(
 }
 
 /// Learns the bot's identity in the background (GitHub may be unreachable for a while).
-fn spawn_github_startup(
-    github: crate::github::GitHub,
-    identity: Arc<Identity>,
-    shutdown: CancellationToken,
-) {
+fn spawn_github_startup(github: crate::github::GitHub, identity: Arc<Identity>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         crate::github::startup::learn_identity(&github, &identity, &shutdown).await;
     });

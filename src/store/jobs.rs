@@ -51,14 +51,10 @@ const JOB_COLUMNS: &str = "id, status, status_reason, attempt, trigger_kind, rep
 
 impl JobRow {
     fn into_view(self, steps: Vec<StepView>) -> Result<JobView> {
-        let status = JobStatus::parse(&self.status).ok_or_else(|| {
-            StoreError::Corrupt(format!("job {} has status {:?}", self.id, self.status))
-        })?;
+        let status = JobStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("job {} has status {:?}", self.id, self.status)))?;
         let trigger = Trigger::parse(&self.trigger_kind).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "job {} has trigger {:?}",
-                self.id, self.trigger_kind
-            ))
+            StoreError::Corrupt(format!("job {} has trigger {:?}", self.id, self.trigger_kind))
         })?;
         Ok(JobView {
             id: self.id,
@@ -118,10 +114,7 @@ impl Store {
             ));
         }
         let limit = filter.limit.clamp(1, 100);
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT {}",
-            limit + 1
-        ));
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit + 1));
         let mut query = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql));
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
@@ -148,12 +141,11 @@ impl Store {
     }
 
     async fn steps_of(&self, job_id: &str) -> Result<Vec<StepView>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT title, status FROM job_steps WHERE job_id = $1 ORDER BY position",
-        )
-        .bind(job_id)
-        .fetch_all(&self.read)
-        .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT title, status FROM job_steps WHERE job_id = $1 ORDER BY position")
+                .bind(job_id)
+                .fetch_all(&self.read)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|(title, status)| StepView { title, status })

@@ -9,12 +9,16 @@
 //! (fair, async) instead of on SQLite's busy handler, which sleeps, and reads
 //! use a separate pool that never waits for the writer.
 
+mod effects;
 mod intake;
 mod jobs;
 mod outbox;
+mod sql;
+mod sqlite_intake;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -23,6 +27,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::config::{DatabaseConfig, SqliteSynchronous};
 
+pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
@@ -45,12 +50,11 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("unsupported database URL (expected sqlite: or postgres://)")]
     UnsupportedUrl,
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -65,6 +69,8 @@ pub struct Store {
     write: AnyPool,
     /// Reads. PostgreSQL: the same pool as `write`.
     read: AnyPool,
+    /// SQLite on a file: the thread that records deliveries (see `sqlite_intake`).
+    sqlite_intake: Option<Arc<sqlite_intake::SqliteIntake>>,
 }
 
 impl Store {
@@ -85,6 +91,7 @@ impl Store {
                 backend: Backend::Postgres,
                 write: pool.clone(),
                 read: pool,
+                sqlite_intake: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl)
@@ -125,10 +132,18 @@ impl Store {
         let read = pool(settings.max_connections.max(2))
             .connect_with(options)
             .await?;
+        let sqlite_intake = match sqlite_intake::file_of(&url) {
+            Some(file) => Some(Arc::new(sqlite_intake::SqliteIntake::start(
+                &file,
+                settings.sqlite_synchronous,
+            )?)),
+            None => None,
+        };
         Ok(Store {
             backend: Backend::Sqlite,
             write,
             read,
+            sqlite_intake,
         })
     }
 
@@ -212,10 +227,7 @@ mod tests {
             sqlite_path("sqlite://data/o.db?mode=rwc"),
             Some(Path::new("data/o.db"))
         );
-        assert_eq!(
-            sqlite_path("sqlite:///abs/o.db"),
-            Some(Path::new("/abs/o.db"))
-        );
+        assert_eq!(sqlite_path("sqlite:///abs/o.db"), Some(Path::new("/abs/o.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

@@ -116,13 +116,7 @@ impl Store {
 
     /// Gives a row up for good: `sent_at` is set so it is never claimed
     /// again, and `last_error` starts with `abandoned:` to tell it from a sent one.
-    pub async fn outbox_abandoned(
-        &self,
-        id: i64,
-        owner: &str,
-        now: UnixMillis,
-        error: &str,
-    ) -> Result<()> {
+    pub async fn outbox_abandoned(&self, id: i64, owner: &str, now: UnixMillis, error: &str) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET sent_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL \
              WHERE id = $3 AND lease_owner = $4",

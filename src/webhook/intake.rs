@@ -22,8 +22,8 @@
 use orchestrator_commands::Command;
 
 use super::payload::{
-    Account, CheckRunEvent, Event, InstallationEvent, InstallationRepositoriesEvent,
-    IssueCommentEvent, IssuesEvent, RepoSummary,
+    Account, CheckRunEvent, Event, InstallationEvent, InstallationRepositoriesEvent, IssueCommentEvent,
+    IssuesEvent, RepoSummary,
 };
 use crate::jobs::Trigger;
 
@@ -139,6 +139,15 @@ pub enum ControlTarget {
     },
 }
 
+impl ControlTarget {
+    pub fn installation_id(&self) -> u64 {
+        match self {
+            ControlTarget::Issue(issue) => issue.installation_id,
+            ControlTarget::Job { installation_id, .. } => *installation_id,
+        }
+    }
+}
+
 /// Cancel or retry, applied by a worker after the permission gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlRequest {
@@ -176,6 +185,13 @@ pub struct InstallationChange {
     pub repository_selection: Option<String>,
     pub repos_added: Vec<(u64, String)>,
     pub repos_removed: Vec<u64>,
+}
+
+impl InstallationChange {
+    /// A deleted installation covers no repository any more.
+    pub fn removes_all_repositories(&self) -> bool {
+        self.status == Some(InstallationStatus::Deleted)
+    }
 }
 
 /// What a delivery asks for.
@@ -258,12 +274,7 @@ fn route_issue_comment(e: &IssueCommentEvent, settings: &IntakeSettings<'_>) -> 
     if e.action.as_deref() != Some("created") {
         return ignore("issue_comment action not handled");
     }
-    let Some(command) = e
-        .comment
-        .body
-        .as_deref()
-        .and_then(orchestrator_commands::parse)
-    else {
+    let Some(command) = e.comment.body.as_deref().and_then(orchestrator_commands::parse) else {
         return ignore("no command");
     };
     let sender = e.sender.as_ref().unwrap_or(&e.comment.user);
@@ -271,9 +282,7 @@ fn route_issue_comment(e: &IssueCommentEvent, settings: &IntakeSettings<'_>) -> 
         return ignore("sender is a bot");
     }
     if e.issue.pull_request.is_some() {
-        return ignore(
-            "command on a pull request (recorded; pull request follow-up is not handled)",
-        );
+        return ignore("command on a pull request (recorded; pull request follow-up is not handled)");
     }
     let (Some(installation), Some(repo)) = (&e.installation, &e.repository) else {
         return ignore("not an App delivery (no installation or repository)");

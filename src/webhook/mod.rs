@@ -52,9 +52,7 @@ pub async fn receive(
     let delivery_id = header_str(&headers, "x-github-delivery")
         .unwrap_or("")
         .to_string();
-    let event = header_str(&headers, "x-github-event")
-        .unwrap_or("")
-        .to_string();
+    let event = header_str(&headers, "x-github-event").unwrap_or("").to_string();
     let span = info_span!("webhook", delivery = %delivery_id, event = %event);
     handle(state, headers, body, delivery_id, event)
         .instrument(span)
@@ -71,8 +69,7 @@ async fn handle(
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(err) = signature::verify(&state.webhook_secrets, signature, &body) {
         tracing::warn!(reason = %err, "webhook refused");
-        return ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", err.to_string())
-            .into_response();
+        return ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", err.to_string()).into_response();
     }
     if event.is_empty() || delivery_id.is_empty() || delivery_id.len() > MAX_DELIVERY_ID_LEN {
         return ApiError::bad_request(

@@ -225,9 +225,7 @@ impl Event {
             "issue_comment" => serde_json::from_slice(body).map(Event::IssueComment),
             "check_run" => serde_json::from_slice(body).map(Event::CheckRun),
             "installation" => serde_json::from_slice(body).map(Event::Installation),
-            "installation_repositories" => {
-                serde_json::from_slice(body).map(Event::InstallationRepositories)
-            }
+            "installation_repositories" => serde_json::from_slice(body).map(Event::InstallationRepositories),
             _ => return Ok((Event::Other(serde_json::from_slice(body)?), None)),
         };
         match typed {
@@ -260,9 +258,7 @@ impl Event {
                 &e.repository,
                 &e.sender,
             ),
-            Event::Installation(e) => {
-                (&e.action, Some(e.installation.id), &e.repository, &e.sender)
-            }
+            Event::Installation(e) => (&e.action, Some(e.installation.id), &e.repository, &e.sender),
             Event::InstallationRepositories(e) => {
                 (&e.action, Some(e.installation.id), &e.repository, &e.sender)
             }

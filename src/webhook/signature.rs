@@ -27,11 +27,7 @@ pub enum SignatureError {
 
 /// Checks `header` (the raw header value, if any) against `body` with each of
 /// `secrets` in turn.
-pub fn verify(
-    secrets: &[SecretString],
-    header: Option<&[u8]>,
-    body: &[u8],
-) -> Result<(), SignatureError> {
+pub fn verify(secrets: &[SecretString], header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
     if secrets.is_empty() {
         return Err(SignatureError::NoSecretConfigured);
     }
@@ -54,9 +50,7 @@ pub fn verify(
 }
 
 fn parse_header(header: &[u8]) -> Result<[u8; 32], SignatureError> {
-    let hex_part = header
-        .strip_prefix(b"sha256=")
-        .ok_or(SignatureError::Malformed)?;
+    let hex_part = header.strip_prefix(b"sha256=").ok_or(SignatureError::Malformed)?;
     let mut digest = [0u8; 32];
     hex::decode_to_slice(hex_part, &mut digest).map_err(|_| SignatureError::Malformed)?;
     Ok(digest)

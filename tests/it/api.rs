@@ -59,8 +59,7 @@ async fn without_a_configured_token_the_api_is_closed() {
 async fn jobs_are_listed_newest_first_with_filters_and_pages() {
     let app = TestApp::new().await;
     for n in 1..=5u64 {
-        app.deliver("issues", &format!("job-{n}"), &labeled(n))
-            .await;
+        app.deliver("issues", &format!("job-{n}"), &labeled(n)).await;
         // Distinct creation times make the order observable.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }

@@ -60,12 +60,7 @@ impl Drop for Server {
     }
 }
 
-async fn post(
-    client: &reqwest::Client,
-    base: &str,
-    delivery: &str,
-    body: &[u8],
-) -> reqwest::StatusCode {
+async fn post(client: &reqwest::Client, base: &str, delivery: &str, body: &[u8]) -> reqwest::StatusCode {
     client
         .post(format!("{base}/webhook"))
         .header("x-github-event", "issues")
@@ -130,9 +125,7 @@ fn terminate(server: &mut Server) {
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());
-    let health = reqwest::get(format!("{}/health", server.base))
-        .await
-        .unwrap();
+    let health = reqwest::get(format!("{}/health", server.base)).await.unwrap();
     assert_eq!(health.status(), 200);
     terminate(&mut server);
 }
@@ -163,16 +156,9 @@ fn config_check_redacts_secrets_and_fails_on_invalid_values() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("usd = 2.5"), "{stdout}");
-    assert!(
-        stdout.contains("webhook_secret = \"[REDACTED]\""),
-        "{stdout}"
-    );
+    assert!(stdout.contains("webhook_secret = \"[REDACTED]\""), "{stdout}");
     assert!(!stdout.contains("hush"), "{stdout}");
 
     let out = run(dir.path(), &["config", "check"], &[("ORCH_WORKERS", "0")]);
@@ -196,10 +182,7 @@ fn every_command_has_help() {
     ] {
         let out = run(dir.path(), &args, &[]);
         assert!(out.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
 
@@ -207,11 +190,7 @@ fn every_command_has_help() {
 fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["migrate"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         dir.path().join("data/orchestrator.db").exists(),
         "default sqlite://data/orchestrator.db"

@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use orchestrator::github::clock::Clock;
 use orchestrator::github::{
-    Annotation, AnnotationLevel, AppCredentials, CheckAction, CheckOutput, CheckRunFields,
-    ClientOptions, GitHub, GitHubError, NewPullRequest, Permission, Reaction, RepoRef,
+    Annotation, AnnotationLevel, AppCredentials, CheckAction, CheckOutput, CheckRunFields, ClientOptions,
+    GitHub, GitHubError, NewPullRequest, Permission, Reaction, RepoRef,
 };
 use secrecy::ExposeSecret;
 
-use crate::fake_github::{
-    APP_ID, APP_SLUG, AuthSeen, BOT_USER_ID, FakeGitHub, INSTALLATION_ID, test_keys,
-};
+use crate::fake_github::{APP_ID, APP_SLUG, AuthSeen, BOT_USER_ID, FakeGitHub, INSTALLATION_ID, test_keys};
 
 async fn setup() -> (FakeGitHub, GitHub, RepoRef) {
     let fake = FakeGitHub::start().await;
@@ -63,11 +61,7 @@ async fn a_token_is_refreshed_five_minutes_before_it_expires() {
     assert_eq!(fake.token_requests(), 1, "54 min: still fresh");
     fake.clock.advance(Duration::from_secs(2 * 60));
     inst.repository(&repo).await.unwrap();
-    assert_eq!(
-        fake.token_requests(),
-        2,
-        "56 min: inside the 5-minute margin"
-    );
+    assert_eq!(fake.token_requests(), 2, "56 min: inside the 5-minute margin");
     assert!(
         fake.calls()
             .iter()
@@ -129,8 +123,7 @@ async fn the_app_jwt_has_the_documented_claims() {
 #[tokio::test]
 async fn the_fake_refuses_a_jwt_that_expires_more_than_ten_minutes_ahead() {
     let fake = FakeGitHub::start().await;
-    let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(test_keys().pkcs1_pem.as_bytes())
-        .unwrap();
+    let key = octocrab::jsonwebtoken::EncodingKey::from_rsa_pem(test_keys().pkcs1_pem.as_bytes()).unwrap();
     let now = orchestrator::github::clock::unix_secs(fake.clock.now());
     let claims = serde_json::json!({"iat": now - 60, "exp": now + 660, "iss": APP_ID});
     let header = octocrab::jsonwebtoken::Header::new(octocrab::jsonwebtoken::Algorithm::RS256);
@@ -153,8 +146,7 @@ async fn the_fake_refuses_a_jwt_that_expires_more_than_ten_minutes_ahead() {
 #[tokio::test]
 async fn a_pkcs8_key_works_too() {
     let fake = FakeGitHub::start().await;
-    let credentials =
-        AppCredentials::from_pem(APP_ID, test_keys().pkcs8_pem.as_bytes(), "test").unwrap();
+    let credentials = AppCredentials::from_pem(APP_ID, test_keys().pkcs8_pem.as_bytes(), "test").unwrap();
     let gh = GitHub::new(credentials, fake.options(), fake.clock.clone()).unwrap();
     assert_eq!(gh.app().await.unwrap().slug, APP_SLUG);
 }
@@ -184,10 +176,7 @@ async fn server_errors_give_up_after_the_bound() {
         .repository(&repo)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, GitHubError::Server { status: 503, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, GitHubError::Server { status: 503, .. }), "{err:?}");
     assert_eq!(
         fake.count("GET", "/repos/*/*"),
         1 + ClientOptions::default().max_retries
@@ -209,10 +198,7 @@ async fn a_secondary_limit_honours_retry_after() {
 async fn a_secondary_limit_without_retry_after_waits_a_minute_then_doubles() {
     let (fake, gh, repo) = setup().await;
     fake.secondary_limit_next("GET", "/repos/*/*", None, 2);
-    gh.installation(INSTALLATION_ID)
-        .repository(&repo)
-        .await
-        .unwrap();
+    gh.installation(INSTALLATION_ID).repository(&repo).await.unwrap();
     assert_eq!(
         fake.clock.sleeps(),
         vec![Duration::from_secs(60), Duration::from_secs(120)]
@@ -223,10 +209,7 @@ async fn a_secondary_limit_without_retry_after_waits_a_minute_then_doubles() {
 async fn a_primary_limit_waits_until_the_reset() {
     let (fake, gh, repo) = setup().await;
     fake.primary_limit_next("GET", "/repos/*/*", 300);
-    gh.installation(INSTALLATION_ID)
-        .repository(&repo)
-        .await
-        .unwrap();
+    gh.installation(INSTALLATION_ID).repository(&repo).await.unwrap();
     let sleeps = fake.clock.sleeps();
     assert_eq!(sleeps.len(), 1);
     assert!(sleeps[0] >= Duration::from_secs(300) && sleeps[0] <= Duration::from_secs(302));
@@ -420,16 +403,9 @@ async fn check_runs_respect_githubs_limits() {
         ),
         ..CheckRunFields::default()
     };
-    let err = inst
-        .update_check_run(&repo, run.id, too_many)
-        .await
-        .unwrap_err();
+    let err = inst.update_check_run(&repo, run.id, too_many).await.unwrap_err();
     assert!(matches!(err, GitHubError::InvalidRequest(_)));
-    assert_eq!(
-        fake.count("PATCH", "/repos/*/*/check-runs/*"),
-        2,
-        "nothing sent"
-    );
+    assert_eq!(fake.count("PATCH", "/repos/*/*/check-runs/*"), 2, "nothing sent");
 
     let done = CheckRunFields {
         conclusion: Some(orchestrator::github::CheckConclusion::Success),
@@ -449,20 +425,11 @@ async fn a_ghes_path_prefix_is_kept_everywhere() {
     let gh = fake.client();
     let inst = gh.installation(INSTALLATION_ID);
     for i in 0..120 {
-        inst.create_comment(&repo, issue, &format!("c{i}"))
-            .await
-            .unwrap();
+        inst.create_comment(&repo, issue, &format!("c{i}")).await.unwrap();
     }
     assert_eq!(inst.list_comments(&repo, issue).await.unwrap().len(), 120);
-    assert_eq!(
-        fake.count("GET", "/repos/*/*/issues/*/comments"),
-        2,
-        "100 a page"
-    );
-    assert_eq!(
-        inst.repository(&repo).await.unwrap().full_name,
-        "octo-org/app"
-    );
+    assert_eq!(fake.count("GET", "/repos/*/*/issues/*/comments"), 2, "100 a page");
+    assert_eq!(inst.repository(&repo).await.unwrap().full_name, "octo-org/app");
     assert!(fake.calls().iter().all(|c| !c.path.starts_with("/api/v3")));
 }
 
@@ -472,11 +439,7 @@ async fn pagination_follows_link_headers() {
     for i in 0..150 {
         fake.add_repo(&format!("octo-org/r{i}"));
     }
-    let repos = gh
-        .installation(INSTALLATION_ID)
-        .repositories()
-        .await
-        .unwrap();
+    let repos = gh.installation(INSTALLATION_ID).repositories().await.unwrap();
     assert_eq!(repos.len(), 151);
     assert_eq!(fake.count("GET", "/installation/repositories"), 2);
 }
@@ -492,10 +455,7 @@ async fn the_bot_learns_its_identity() {
         format!("{APP_SLUG}[bot] <{BOT_USER_ID}+{APP_SLUG}[bot]@users.noreply.github.com>")
     );
     let lines: Vec<String> = fake.calls().iter().map(|c| c.line()).collect();
-    assert_eq!(
-        lines,
-        ["GET /app", &format!("GET /users/{APP_SLUG}%5Bbot%5D")]
-    );
+    assert_eq!(lines, ["GET /app", &format!("GET /users/{APP_SLUG}%5Bbot%5D")]);
     assert_eq!(fake.calls()[1].auth, AuthSeen::None, "a public read");
 }
 
@@ -506,28 +466,20 @@ async fn issues_reactions_labels_and_installation_lookups() {
     let inst = gh.installation(INSTALLATION_ID);
     let got = inst.issue(&repo, issue).await.unwrap();
     assert!(got.is_open() && !got.locked && got.title == "Fix it");
-    inst.react_to_issue(&repo, issue, Reaction::Eyes)
-        .await
-        .unwrap();
-    inst.react_to_issue(&repo, issue, Reaction::Eyes)
-        .await
-        .unwrap();
+    inst.react_to_issue(&repo, issue, Reaction::Eyes).await.unwrap();
+    inst.react_to_issue(&repo, issue, Reaction::Eyes).await.unwrap();
     let comment = inst.create_comment(&repo, issue, "hi").await.unwrap();
     inst.react_to_comment(&repo, comment.id, Reaction::Eyes)
         .await
         .unwrap();
     assert_eq!(fake.reactions().len(), 2, "the repeat answered 200");
-    inst.update_comment(&repo, comment.id, "edited")
-        .await
-        .unwrap();
+    inst.update_comment(&repo, comment.id, "edited").await.unwrap();
     assert_eq!(fake.comments(&repo, issue)[0].history, ["hi", "edited"]);
     inst.add_labels(&repo, issue, &["orchestrate", "bug fix"])
         .await
         .unwrap();
     inst.remove_label(&repo, issue, "bug fix").await.unwrap();
-    inst.remove_label(&repo, issue, "never-there")
-        .await
-        .unwrap();
+    inst.remove_label(&repo, issue, "never-there").await.unwrap();
     let installation = gh.repository_installation(&repo).await.unwrap();
     assert_eq!(installation.id, INSTALLATION_ID);
 }
@@ -536,16 +488,15 @@ async fn issues_reactions_labels_and_installation_lookups() {
 async fn webhook_deliveries_are_listed_and_redelivered_with_the_jwt() {
     let (fake, gh, _repo) = setup().await;
     for i in 0..130u64 {
-        fake.add_delivery(serde_json::json!({"id": i + 1, "guid": format!("g-{i}"), "status": "OK",
+        fake.add_delivery(
+            serde_json::json!({"id": i + 1, "guid": format!("g-{i}"), "status": "OK",
             "status_code": if i % 2 == 0 { 200 } else { 502 }, "event": "issues", "redelivery": false,
-            "delivered_at": "2026-01-01T00:00:00Z"}));
+            "delivered_at": "2026-01-01T00:00:00Z"}),
+        );
     }
     let first = gh.webhook_deliveries(None).await.unwrap();
     assert_eq!(first.deliveries.len(), 100);
-    let second = gh
-        .webhook_deliveries(first.next_cursor.as_deref())
-        .await
-        .unwrap();
+    let second = gh.webhook_deliveries(first.next_cursor.as_deref()).await.unwrap();
     assert_eq!(second.deliveries.len(), 30);
     assert_eq!(second.next_cursor, None);
     gh.redeliver(2).await.unwrap();
@@ -568,9 +519,7 @@ async fn writes_are_paced_by_the_content_limits() {
     };
     let inst = fake.client_with(options).installation(INSTALLATION_ID);
     for i in 0..3 {
-        inst.create_comment(&repo, issue, &format!("{i}"))
-            .await
-            .unwrap();
+        inst.create_comment(&repo, issue, &format!("{i}")).await.unwrap();
     }
     let waited: Duration = fake.clock.sleeps().iter().sum();
     assert!(waited >= Duration::from_secs(29), "{waited:?}");
@@ -587,8 +536,7 @@ async fn secrets_never_show_in_debug_output() {
     assert!(!debug.contains("PRIVATE KEY"));
     let key_body: String = test_keys().pkcs1_pem.lines().nth(1).unwrap().to_string();
     assert!(!debug.contains(&key_body));
-    let credentials =
-        AppCredentials::from_pem(APP_ID, test_keys().pkcs1_pem.as_bytes(), "k").unwrap();
+    let credentials = AppCredentials::from_pem(APP_ID, test_keys().pkcs1_pem.as_bytes(), "k").unwrap();
     assert!(!format!("{credentials:?}").contains(&key_body));
     let _ = Arc::strong_count(&fake.clock);
 }
@@ -598,9 +546,7 @@ fn a_malformed_key_is_a_startup_error_naming_the_setting() {
     let config = orchestrator::config::GithubConfig {
         app_id: Some(1),
         private_key_path: None,
-        private_key: Some(
-            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----".into(),
-        ),
+        private_key: Some("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----".into()),
         webhook_secret: None,
         previous_webhook_secrets: vec![],
         trigger_label: "orchestrate".into(),
@@ -711,8 +657,5 @@ async fn connection_errors_are_retried_with_a_bound() {
     };
     let err = fake.client_with(options).app().await.unwrap_err();
     assert!(matches!(err, GitHubError::Network(_)), "{err:?}");
-    assert_eq!(
-        fake.clock.sleeps().len(),
-        ClientOptions::default().max_retries
-    );
+    assert_eq!(fake.clock.sleeps().len(), ClientOptions::default().max_retries);
 }

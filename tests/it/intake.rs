@@ -31,10 +31,7 @@ async fn the_trigger_label_creates_a_queued_job_with_a_snapshot() {
     assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
     let title: String = {
         let pool = sqlx::any::AnyPoolOptions::new()
-            .connect(&format!(
-                "sqlite://{}/orchestrator.db",
-                app.dir.path().display()
-            ))
+            .connect(&format!("sqlite://{}/orchestrator.db", app.dir.path().display()))
             .await
             .unwrap();
         sqlx::query_scalar("SELECT issue_title FROM jobs")
@@ -67,10 +64,7 @@ async fn other_labels_and_actions_do_nothing() {
         v["label"]["name"] = "orchestrate".into()
     });
     app.deliver("issues", "un", &unlabeled).await;
-    assert_eq!(
-        app.outcome("un").await,
-        "ignored: issues action not handled"
-    );
+    assert_eq!(app.outcome("un").await, "ignored: issues action not handled");
     let closed = derived("webhooks/issues/labeled.1.json", |v| {
         v["label"]["name"] = "orchestrate".into();
         v["issue"]["state"] = "closed".into(); // synthetic: no `closed` capture exists
@@ -145,11 +139,7 @@ async fn quoted_fenced_and_mid_sentence_commands_are_not_commands() {
         let delivery = format!("q-{i}");
         app.deliver("issue_comment", &delivery, &comment(5, body, "OWNER"))
             .await;
-        assert_eq!(
-            app.outcome(&delivery).await,
-            "ignored: no command",
-            "{body:?}"
-        );
+        assert_eq!(app.outcome(&delivery).await, "ignored: no command", "{body:?}");
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
 }
@@ -157,36 +147,19 @@ async fn quoted_fenced_and_mid_sentence_commands_are_not_commands() {
 #[tokio::test]
 async fn outsiders_get_a_rejected_job_that_blocks_nothing() {
     let app = TestApp::new().await;
-    app.deliver(
-        "issue_comment",
-        "o-1",
-        &comment(6, "/orchestrate", "CONTRIBUTOR"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-1", &comment(6, "/orchestrate", "CONTRIBUTOR"))
+        .await;
     assert!(app.outcome("o-1").await.starts_with("job_rejected: "));
     let job = job_of(&app, "o-1").await;
     assert_eq!(job["status"], "rejected");
-    assert!(
-        job["status_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("permission: ")
-    );
+    assert!(job["status_reason"].as_str().unwrap().starts_with("permission: "));
     // A member can still start the job on the same issue.
-    app.deliver(
-        "issue_comment",
-        "o-2",
-        &comment(6, "/orchestrate", "MEMBER"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-2", &comment(6, "/orchestrate", "MEMBER"))
+        .await;
     assert!(app.outcome("o-2").await.starts_with("job_created: "));
     // An outsider cannot cancel it.
-    app.deliver(
-        "issue_comment",
-        "o-3",
-        &comment(6, "/orchestrate cancel", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-3", &comment(6, "/orchestrate cancel", "NONE"))
+        .await;
     assert_eq!(app.outcome("o-3").await, "reply: not_permitted");
 }
 
@@ -198,10 +171,7 @@ async fn one_active_job_per_issue() {
         .await;
     let first = app.outcome("a-1").await;
     let running = first.strip_prefix("job_created: ").unwrap();
-    assert_eq!(
-        app.outcome("a-2").await,
-        format!("already_running: {running}")
-    );
+    assert_eq!(app.outcome("a-2").await, format!("already_running: {running}"));
     let outbox = app.store.pending_outbox().await.unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].0, "already_running");
@@ -215,12 +185,8 @@ async fn one_active_job_per_issue() {
 #[tokio::test]
 async fn subcommands_go_to_the_outbox_and_help_is_rate_limited() {
     let app = TestApp::new().await;
-    app.deliver(
-        "issue_comment",
-        "s-1",
-        &comment(10, "/orchestrate help", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "s-1", &comment(10, "/orchestrate help", "NONE"))
+        .await;
     assert_eq!(app.outcome("s-1").await, "reply: help");
     app.deliver(
         "issue_comment",
@@ -228,10 +194,7 @@ async fn subcommands_go_to_the_outbox_and_help_is_rate_limited() {
         &comment(10, "/orchestrate status", "NONE"),
     )
     .await;
-    assert_eq!(
-        app.outcome("s-2").await,
-        "ignored: status reply rate-limited"
-    );
+    assert_eq!(app.outcome("s-2").await, "ignored: status reply rate-limited");
     app.deliver(
         "issue_comment",
         "s-3",
@@ -262,8 +225,7 @@ async fn subcommands_go_to_the_outbox_and_help_is_rate_limited() {
         .map(|r| r.0)
         .collect();
     assert_eq!(kinds, ["help", "usage", "retry", "cancel"]);
-    let usage: Value =
-        serde_json::from_str(&app.store.pending_outbox().await.unwrap()[1].3).unwrap();
+    let usage: Value = serde_json::from_str(&app.store.pending_outbox().await.unwrap()[1].3).unwrap();
     assert_eq!(usage["suggestion"], "cancel");
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
 }
@@ -292,12 +254,8 @@ async fn a_command_on_a_pull_request_is_recorded_only() {
 async fn installations_are_tracked_and_suspended_ones_start_nothing() {
     let app = TestApp::new().await;
     // First seen in any event: active.
-    app.deliver(
-        "issues",
-        "i-0",
-        &derived("webhooks/issues/opened.1.json", |_| {}),
-    )
-    .await;
+    app.deliver("issues", "i-0", &derived("webhooks/issues/opened.1.json", |_| {}))
+        .await;
     assert_eq!(
         app.store
             .installation_status(INSTALLATION)
@@ -334,12 +292,8 @@ async fn installations_are_tracked_and_suspended_ones_start_nothing() {
             .as_deref(),
         Some("deleted")
     );
-    app.deliver(
-        "issue_comment",
-        "i-6",
-        &comment(21, "/orchestrate help", "OWNER"),
-    )
-    .await;
+    app.deliver("issue_comment", "i-6", &comment(21, "/orchestrate help", "OWNER"))
+        .await;
     assert_eq!(app.outcome("i-6").await, "ignored: installation deleted");
 }
 
@@ -347,24 +301,17 @@ async fn installations_are_tracked_and_suspended_ones_start_nothing() {
 async fn installation_repositories_keep_the_repository_list() {
     let app = TestApp::new().await;
     let added = fixture("webhooks/installation_repositories/added.1.json");
-    app.deliver("installation_repositories", "r-1", &added)
-        .await;
+    app.deliver("installation_repositories", "r-1", &added).await;
     assert!(
         app.outcome("r-1")
             .await
             .starts_with("installation: repositories +")
     );
-    let n = app
-        .count("SELECT COUNT(*) FROM installation_repositories")
-        .await;
+    let n = app.count("SELECT COUNT(*) FROM installation_repositories").await;
     let expected: Value = serde_json::from_slice(&added).unwrap();
-    assert_eq!(
-        n,
-        expected["repositories_added"].as_array().unwrap().len() as i64
-    );
+    assert_eq!(n, expected["repositories_added"].as_array().unwrap().len() as i64);
     let removed = fixture("webhooks/installation_repositories/removed.1.json");
-    app.deliver("installation_repositories", "r-2", &removed)
-        .await;
+    app.deliver("installation_repositories", "r-2", &removed).await;
     let expected_removed: Value = serde_json::from_slice(&removed).unwrap();
     assert!(app.outcome("r-2").await.ends_with(&format!(
         "-{}",

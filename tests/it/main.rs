@@ -12,4 +12,5 @@ mod crash;
 mod github;
 mod intake;
 mod outbox;
+mod store;
 mod webhook;

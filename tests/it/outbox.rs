@@ -22,10 +22,7 @@ async fn setup(issue_number: u64) -> (TestApp, FakeGitHub, RepoRef, OutboxSender
 async fn sql(app: &TestApp, statement: &'static str) {
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
-        .connect(&format!(
-            "sqlite://{}/orchestrator.db",
-            app.dir.path().display()
-        ))
+        .connect(&format!("sqlite://{}/orchestrator.db", app.dir.path().display()))
         .await
         .unwrap();
     sqlx::query(statement).execute(&pool).await.unwrap();
@@ -36,11 +33,7 @@ async fn sql(app: &TestApp, statement: &'static str) {
 async fn a_help_command_gets_exactly_one_reply() {
     let (app, fake, repo, sender) = setup(3).await;
     let (status, _) = app
-        .deliver(
-            "issue_comment",
-            "o-1",
-            &comment(3, "/orchestrate help", "NONE"),
-        )
+        .deliver("issue_comment", "o-1", &comment(3, "/orchestrate help", "NONE"))
         .await;
     assert_eq!(status.as_u16(), 202);
     assert_eq!(sender.run_until_idle().await.unwrap(), 1);
@@ -60,10 +53,7 @@ async fn a_help_command_gets_exactly_one_reply() {
         .filter(|c| c.method == "POST" && c.path.ends_with("/comments"))
         .collect();
     assert_eq!(posts.len(), 1);
-    assert_eq!(
-        posts[0].path,
-        "/repos/Codertocat/Hello-World/issues/3/comments"
-    );
+    assert_eq!(posts[0].path, "/repos/Codertocat/Hello-World/issues/3/comments");
 }
 
 #[tokio::test]
@@ -83,12 +73,8 @@ async fn an_unknown_word_gets_the_usage_reply() {
 #[tokio::test]
 async fn a_lost_answer_does_not_post_twice() {
     let (app, fake, repo, sender) = setup(2).await;
-    app.deliver(
-        "issue_comment",
-        "o-3",
-        &comment(2, "/orchestrate help", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-3", &comment(2, "/orchestrate help", "NONE"))
+        .await;
     fake.lose_next_answer("POST", "/repos/*/*/issues/*/comments");
     sender.run_until_idle().await.unwrap();
     assert_eq!(fake.comments(&repo, 2).len(), 1);
@@ -98,12 +84,8 @@ async fn a_lost_answer_does_not_post_twice() {
 #[tokio::test]
 async fn a_crash_between_posting_and_marking_sent_does_not_post_twice() {
     let (app, fake, repo, sender) = setup(2).await;
-    app.deliver(
-        "issue_comment",
-        "o-4",
-        &comment(2, "/orchestrate help", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-4", &comment(2, "/orchestrate help", "NONE"))
+        .await;
     sender.run_until_idle().await.unwrap();
     // As if the worker died after GitHub's 201 but before its UPDATE: the
     // row is pending again and already claimed once.
@@ -118,12 +100,8 @@ async fn a_crash_between_posting_and_marking_sent_does_not_post_twice() {
 #[tokio::test]
 async fn failures_are_retried_later_and_permanent_ones_abandoned() {
     let (app, fake, repo, sender) = setup(2).await;
-    app.deliver(
-        "issue_comment",
-        "o-5",
-        &comment(2, "/orchestrate help", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-5", &comment(2, "/orchestrate help", "NONE"))
+        .await;
     fake.fail_next("POST", "/repos/*/*/issues/*/comments", 500, 3);
     sender.run_until_idle().await.unwrap();
     assert!(fake.comments(&repo, 2).is_empty());
@@ -136,12 +114,8 @@ async fn failures_are_retried_later_and_permanent_ones_abandoned() {
     sender.run_until_idle().await.unwrap();
     assert_eq!(fake.comments(&repo, 2).len(), 1);
 
-    app.deliver(
-        "issue_comment",
-        "o-6",
-        &comment(77, "/orchestrate help", "NONE"),
-    )
-    .await;
+    app.deliver("issue_comment", "o-6", &comment(77, "/orchestrate help", "NONE"))
+        .await;
     sender.run_until_idle().await.unwrap();
     assert!(
         app.store.pending_outbox().await.unwrap().is_empty(),

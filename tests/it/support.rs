@@ -26,6 +26,8 @@ pub struct TestApp {
     pub store: Store,
     pub state: AppState,
     pub dir: tempfile::TempDir,
+    /// The database this app uses (SQLite in `dir`, or a fresh PostgreSQL database).
+    pub db_url: String,
 }
 
 pub fn test_config(dir: &std::path::Path, extra: &[(&str, &str)]) -> Config {
@@ -63,9 +65,7 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = Arc::new(test_config(dir.path(), extra));
         let url = secrecy::ExposeSecret::expose_secret(&config.database_url).to_string();
-        let store = Store::connect(&url, &config.database)
-            .await
-            .expect("connect");
+        let store = Store::connect(&url, &config.database).await.expect("connect");
         store.migrate().await.expect("migrate");
         let state = AppState::new(config, store.clone());
         TestApp {
@@ -73,17 +73,13 @@ impl TestApp {
             store,
             state,
             dir,
+            db_url: url,
         }
     }
 
     /// Sends a request through the real router.
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -113,19 +109,19 @@ impl TestApp {
             .unwrap_or_default()
     }
 
-    pub async fn count(&self, sql: &'static str) -> i64 {
-        let pool = sqlx::any::AnyPoolOptions::new()
+    /// A separate connection to the app's database, for assertions.
+    pub async fn pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
-            .connect(&format!(
-                "sqlite://{}/orchestrator.db",
-                self.dir.path().display()
-            ))
+            .connect(&self.db_url)
             .await
-            .expect("pool");
-        let n: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&pool)
-            .await
-            .expect("count");
+            .expect("pool")
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        let pool = self.pool().await;
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.expect("count");
         pool.close().await;
         n
     }
@@ -156,7 +152,8 @@ pub fn fixture(rel: &str) -> Vec<u8> {
 /// re-signed by [`TestApp::deliver`]).
 pub fn derived(rel: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
     let mut value: Value = serde_json::from_slice(&fixture(rel)).expect("fixture json");
-    value["installation"] = serde_json::json!({"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI0Mg=="});
+    value["installation"] =
+        serde_json::json!({"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI0Mg=="});
     edit(&mut value);
     serde_json::to_vec(&value).expect("serialise")
 }
@@ -201,4 +198,44 @@ pub fn all_fixture_payloads() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The backends a store test runs on: SQLite always, PostgreSQL when
+/// `TEST_DATABASE_URL` is set (each test gets a fresh database there).
+pub async fn backends() -> Vec<(&'static str, Option<String>)> {
+    let mut out = vec![("sqlite", None)];
+    if let Some(url) = fresh_postgres_database().await {
+        out.push(("postgres", Some(url)));
+    }
+    out
+}
+
+/// A TestApp on the given backend (`None` = SQLite).
+pub async fn app_on(url: &Option<String>, extra: &[(&str, &str)]) -> TestApp {
+    let mut env: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(url) = url {
+        env.push(("DATABASE_URL", url.as_str()));
+    }
+    TestApp::with_env(&env).await
+}
+
+/// Creates an empty database on the `TEST_DATABASE_URL` server and returns its URL.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL");
+    let name = format!("orch_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL with a path");
+    Some(format!("{base}/{name}"))
 }

@@ -79,10 +79,7 @@ async fn every_fixture_is_accepted_and_recorded() {
             "{file} parsed: {outcome}"
         );
     }
-    assert_eq!(
-        app.store.count_deliveries().await.unwrap(),
-        payloads.len() as i64
-    );
+    assert_eq!(app.store.count_deliveries().await.unwrap(), payloads.len() as i64);
     // Raw repository-webhook captures never start work: no installation.
     assert_eq!(
         app.outcome(&delivery_of(&payloads, "webhooks/issues/labeled.1.json"))
@@ -90,19 +87,13 @@ async fn every_fixture_is_accepted_and_recorded() {
         "ignored: not the trigger label"
     );
     assert_eq!(
-        app.outcome(&delivery_of(
-            &payloads,
-            "webhooks/issue_comment/created.3.json"
-        ))
-        .await,
+        app.outcome(&delivery_of(&payloads, "webhooks/issue_comment/created.3.json"))
+            .await,
         "ignored: no command"
     );
     assert_eq!(
-        app.outcome(&delivery_of(
-            &payloads,
-            "webhooks/installation/created.1.json"
-        ))
-        .await,
+        app.outcome(&delivery_of(&payloads, "webhooks/installation/created.1.json"))
+            .await,
         "installation: active"
     );
     assert_eq!(
@@ -160,10 +151,7 @@ async fn fifty_concurrent_identical_deliveries_record_one_delivery_and_one_job()
         statuses.push(task.await.unwrap());
     }
     assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| **s == StatusCode::ACCEPTED)
-            .count(),
+        statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count(),
         1,
         "{statuses:?}"
     );
@@ -367,10 +355,7 @@ async fn the_payload_is_stored_byte_for_byte() {
     app.deliver("issues", "bytes-1", &body).await;
     let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
-        .connect(&format!(
-            "sqlite://{}/orchestrator.db",
-            app.dir.path().display()
-        ))
+        .connect(&format!("sqlite://{}/orchestrator.db", app.dir.path().display()))
         .await
         .unwrap();
     let (stored, event, repo): (Vec<u8>, String, Option<String>) =

@@ -36,9 +36,9 @@ pub(crate) fn contains_command_line(text: &str) -> bool {
 pub(crate) fn neutralize_commands(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for (line, terminator) in Lines::new(text) {
-        match trigger_span(line).and_then(|(start, end)| {
-            Some((line.get(..start)?, line.get(start..end)?, line.get(end..)?))
-        }) {
+        match trigger_span(line)
+            .and_then(|(start, end)| Some((line.get(..start)?, line.get(start..end)?, line.get(end..)?)))
+        {
             Some((indent, trigger, rest)) => {
                 // The trigger keeps its case; the backticks make the line start with "`".
                 out.push_str(indent);

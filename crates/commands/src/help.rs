@@ -140,9 +140,7 @@ const MAX_ECHO_CHARS: usize = 40;
 /// (they could disguise the reply) and long text shortened with an ellipsis.
 fn sanitize_for_echo(s: &str) -> String {
     let mut kept = s.chars().filter(|&c| {
-        !(c.is_control()
-            || is_invisible(c)
-            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        !(c.is_control() || is_invisible(c) || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
     });
     let mut out: String = kept.by_ref().take(MAX_ECHO_CHARS).collect();
     if kept.next().is_some() {
@@ -208,11 +206,7 @@ pub(crate) fn usage_text(trigger_label: &str) -> String {
             .collect()
     };
     // Starting a job (bare or with instructions) always needs write access.
-    let writers = [
-        vec!["starting a job".to_owned()],
-        by_access(Access::Writers),
-    ]
-    .concat();
+    let writers = [vec!["starting a job".to_owned()], by_access(Access::Writers)].concat();
     let anyone = by_access(Access::Anyone);
     let _ = write!(
         out,

@@ -156,8 +156,7 @@ pub fn parse(comment_body: &str) -> Option<Command> {
             return None; // an indented code block
         }
         // Raw text here: an invisible character inside `<!--` stops GitHub from hiding it.
-        let raw_content =
-            line.trim_start_matches(|c| c == ' ' || c == '\t' || text::is_invisible(c));
+        let raw_content = line.trim_start_matches(|c| c == ' ' || c == '\t' || text::is_invisible(c));
         if let Some(comment) = raw_content.strip_prefix("<!")
             && comment.starts_with("--")
         {

@@ -2,9 +2,7 @@
 //! the help texts, the did-you-mean distance, and generated inputs for the invariants.
 
 use crate::help::{Subcommand, edit_distance, suggest};
-use crate::{
-    Command, contains_command_line, neutralize_commands, parse, unknown_reply, usage_text,
-};
+use crate::{Command, contains_command_line, neutralize_commands, parse, unknown_reply, usage_text};
 
 fn run() -> Option<Command> {
     Some(Command::Run { instructions: None })
@@ -230,9 +228,7 @@ fn usage_text_describes_every_subcommand_access_and_the_label() {
         );
     }
     assert!(usage.contains("`/orchestrate <instructions>`"));
-    assert!(
-        usage.contains("starting a job, `cancel` and `retry` are for people with write access")
-    );
+    assert!(usage.contains("starting a job, `cancel` and `retry` are for people with write access"));
     assert!(usage.contains("`status` and `help` answer anyone"));
     assert!(usage.contains("owners, organization members and collaborators"));
     assert!(usage.contains("Adding the label `orchestrate` to an issue starts a job too"));
@@ -257,9 +253,7 @@ fn usage_text_keeps_a_hostile_label_inside_a_code_span() {
 fn unknown_reply_names_the_word_and_the_suggestion() {
     let reply = unknown_reply("cancle", Some("cancel"), "orchestrate");
     assert!(
-        reply.starts_with(
-            "`/orchestrate cancle` is not a command. Did you mean `/orchestrate cancel`?"
-        ),
+        reply.starts_with("`/orchestrate cancle` is not a command. Did you mean `/orchestrate cancel`?"),
         "{reply}"
     );
     assert!(reply.contains("at least two words"));
@@ -277,10 +271,7 @@ fn unknown_reply_without_suggestion_has_no_hint() {
 #[test]
 fn unknown_reply_cannot_be_abused_by_the_word() {
     let reply = unknown_reply("@org/team`\u{202E}x\u{200B}", None, "l");
-    assert!(
-        reply.starts_with("``/orchestrate @org/team`x`` is"),
-        "{reply}"
-    );
+    assert!(reply.starts_with("``/orchestrate @org/team`x`` is"), "{reply}");
     let ends_in_backtick = unknown_reply("x`", None, "l");
     assert!(
         ends_in_backtick.starts_with("`` /orchestrate x` `` is"),
@@ -306,9 +297,7 @@ fn unknown_words_from_parse_feed_unknown_reply() {
 fn command_lines_are_found_on_any_line_and_indentation() {
     assert!(contains_command_line("/orchestrate"));
     assert!(contains_command_line("Done.\n\n/orchestrate retry"));
-    assert!(contains_command_line(
-        "text\r\n        /ORCHESTRATE cancel\r\n"
-    ));
+    assert!(contains_command_line("text\r\n        /ORCHESTRATE cancel\r\n"));
     assert!(contains_command_line("a\r/orchestrate"));
     assert!(contains_command_line("\t\u{200B}/orch\u{2060}estrate x"));
     assert!(contains_command_line("\u{FEFF}/orchestrate"));
@@ -408,9 +397,7 @@ fn generated_bodies(count: usize) -> Vec<String> {
     (0..count)
         .map(|_| {
             let len = next() % 13;
-            (0..len)
-                .map(|_| FRAGMENTS[next() % FRAGMENTS.len()])
-                .collect()
+            (0..len).map(|_| FRAGMENTS[next() % FRAGMENTS.len()]).collect()
         })
         .collect()
 }
@@ -462,9 +449,6 @@ fn parsing_never_panics_on_awkward_input() {
     let huge = format!("/orchestrate {}", "x".repeat(1_000_000));
     assert!(matches!(
         parse(&huge),
-        Some(Command::Unknown {
-            suggestion: None,
-            ..
-        })
+        Some(Command::Unknown { suggestion: None, .. })
     ));
 }

@@ -42,10 +42,7 @@ pub fn init_bare(dir: &Path) {
 pub fn create_branch(dir: &Path, branch: &str) -> String {
     let tree = git(dir, &["rev-parse", "main^{tree}"]);
     let commit = git(dir, &["commit-tree", &tree, "-p", "main", "-m", branch]);
-    git(
-        dir,
-        &["update-ref", &format!("refs/heads/{branch}"), &commit],
-    );
+    git(dir, &["update-ref", &format!("refs/heads/{branch}"), &commit]);
     commit
 }
 

@@ -207,9 +207,7 @@ impl FakeGitHub {
             clock: clock.clone(),
             decoding_key,
         });
-        let app = axum::Router::new()
-            .fallback(routes::handle)
-            .with_state(shared);
+        let app = axum::Router::new().fallback(routes::handle).with_state(shared);
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -377,13 +375,7 @@ impl FakeGitHub {
     }
 
     /// The next `n` matching calls meet a secondary rate limit.
-    pub fn secondary_limit_next(
-        &self,
-        method: &str,
-        pattern: &str,
-        retry_after: Option<u64>,
-        n: usize,
-    ) {
+    pub fn secondary_limit_next(&self, method: &str, pattern: &str, retry_after: Option<u64>, n: usize) {
         self.fault(method, pattern, FaultKind::Secondary { retry_after }, n);
     }
 

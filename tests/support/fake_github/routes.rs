@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    APP_ID, APP_SLUG, AuthSeen, BOT_USER_ID, FakeCheckRun, FakeComment, FakePull, FaultKind,
-    RecordedCall, Shared, State, git, next_id, orchestrator_jwt as jwt,
+    APP_ID, APP_SLUG, AuthSeen, BOT_USER_ID, FakeCheckRun, FakeComment, FakePull, FaultKind, RecordedCall,
+    Shared, State, git, next_id, orchestrator_jwt as jwt,
 };
 
 type Reply = (StatusCode, Value, Vec<(&'static str, String)>);
@@ -109,11 +109,7 @@ pub(crate) async fn handle(
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let (fault, delay, path) = {
         let mut state = shared.state.lock().unwrap();
-        let Some(path) = uri
-            .path()
-            .strip_prefix(state.prefix.as_str())
-            .map(str::to_string)
-        else {
+        let Some(path) = uri.path().strip_prefix(state.prefix.as_str()).map(str::to_string) else {
             return finish(&shared, error(404, "Not Found"));
         };
         state.calls.push(RecordedCall {
@@ -321,10 +317,7 @@ fn mint(state: &mut State, id: &str, now: SystemTime) -> Result<Reply, Reply> {
 
 fn user(login: &str) -> Reply {
     if login == format!("{APP_SLUG}[bot]") {
-        ok(
-            200,
-            json!({"id": BOT_USER_ID, "login": login, "type": "Bot"}),
-        )
+        ok(200, json!({"id": BOT_USER_ID, "login": login, "type": "Bot"}))
     } else {
         error(404, "Not Found")
     }
@@ -342,11 +335,7 @@ fn page(
         .and_then(|v| v.parse().ok())
         .unwrap_or(30)
         .clamp(1, 100);
-    let page: usize = query
-        .get("page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let page: usize = query.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let last = items.len().div_ceil(per_page).max(1);
     let chunk = items
         .into_iter()
@@ -376,10 +365,7 @@ fn with_link(mut reply: Reply, link: Option<String>) -> Reply {
 /// Cursor pagination as GitHub does it for deliveries: an opaque cursor
 /// (here `v1:<index>==`, percent-encoded in the `Link`).
 fn deliveries(state: &State, query: &HashMap<String, String>) -> Reply {
-    let per_page: usize = query
-        .get("per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let per_page: usize = query.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30);
     let start: usize = query
         .get("cursor")
         .and_then(|v| v.strip_prefix("v1:")?.strip_suffix("==")?.parse().ok())
@@ -477,12 +463,7 @@ fn repo_route(
                 .filter(|c| c.repo == full && c.issue == n)
                 .map(|c| comment_json(state, c))
                 .collect();
-            let (items, link) = page(
-                state,
-                &format!("/repos/{full}/issues/{n}/comments"),
-                all,
-                query,
-            );
+            let (items, link) = page(state, &format!("/repos/{full}/issues/{n}/comments"), all, query);
             Ok(with_link(ok(200, Value::Array(items)), link))
         }
         ("POST", ["issues", n, "comments"]) => {
@@ -518,12 +499,8 @@ fn repo_route(
             let c = c.clone();
             Ok(ok(200, comment_json(state, &c)))
         }
-        ("POST", ["issues", n, "reactions"]) => {
-            Ok(react(state, format!("issue:{full}#{n}"), &body))
-        }
-        ("POST", ["issues", "comments", id, "reactions"]) => {
-            Ok(react(state, format!("comment:{id}"), &body))
-        }
+        ("POST", ["issues", n, "reactions"]) => Ok(react(state, format!("issue:{full}#{n}"), &body)),
+        ("POST", ["issues", "comments", id, "reactions"]) => Ok(react(state, format!("comment:{id}"), &body)),
         ("POST", ["issues", n, "labels"]) => {
             let n = number(n)?;
             let add: Vec<String> = body["labels"]
@@ -533,13 +510,7 @@ fn repo_route(
                 .iter()
                 .filter_map(|v| v.as_str().map(String::from))
                 .collect();
-            let labels = state
-                .repos
-                .get_mut(full)
-                .unwrap()
-                .labels
-                .entry(n)
-                .or_default();
+            let labels = state.repos.get_mut(full).unwrap().labels.entry(n).or_default();
             for l in add {
                 if !labels.contains(&l) {
                     labels.push(l);
@@ -547,23 +518,12 @@ fn repo_route(
             }
             Ok(ok(
                 200,
-                json!(
-                    labels
-                        .iter()
-                        .map(|l| json!({"name": l}))
-                        .collect::<Vec<_>>()
-                ),
+                json!(labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()),
             ))
         }
         ("DELETE", ["issues", n, "labels", name]) => {
             let n = number(n)?;
-            let labels = state
-                .repos
-                .get_mut(full)
-                .unwrap()
-                .labels
-                .entry(n)
-                .or_default();
+            let labels = state.repos.get_mut(full).unwrap().labels.entry(n).or_default();
             let before = labels.len();
             labels.retain(|l| l != name);
             if labels.len() == before {
@@ -571,12 +531,7 @@ fn repo_route(
             }
             Ok(ok(
                 200,
-                json!(
-                    labels
-                        .iter()
-                        .map(|l| json!({"name": l}))
-                        .collect::<Vec<_>>()
-                ),
+                json!(labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>()),
             ))
         }
         ("POST", ["check-runs"]) => create_check_run(state, full, body),
@@ -591,10 +546,7 @@ fn repo_route(
                 .iter()
                 .filter(|p| p.repo == full)
                 .filter(|p| wanted_state == "all" || p.state == wanted_state)
-                .filter(|p| {
-                    head.as_ref()
-                        .is_none_or(|h| *h == format!("{owner}:{}", p.head))
-                })
+                .filter(|p| head.as_ref().is_none_or(|h| *h == format!("{owner}:{}", p.head)))
                 .map(|p| pull_json(state, p))
                 .collect();
             Ok(ok(200, Value::Array(items)))
@@ -611,10 +563,7 @@ fn react(state: &mut State, target: String, body: &Value) -> Reply {
     if !VALID.contains(&content.as_str()) {
         return error(422, "Validation Failed");
     }
-    let existed = state
-        .reactions
-        .iter()
-        .any(|(t, c)| *t == target && *c == content);
+    let existed = state.reactions.iter().any(|(t, c)| *t == target && *c == content);
     if !existed {
         state.reactions.push((target, content.clone()));
     }
@@ -636,37 +585,25 @@ fn validate_check_body(body: &Value) -> Result<(), Reply> {
             ));
         }
         for key in ["title", "summary", "text"] {
-            if output[key]
-                .as_str()
-                .is_some_and(|t| t.chars().count() > 65_535)
-            {
+            if output[key].as_str().is_some_and(|t| t.chars().count() > 65_535) {
                 return Err(error(
                     422,
                     &format!("output.{key} is too long (maximum is 65535 characters)"),
                 ));
             }
         }
-        if output["annotations"]
-            .as_array()
-            .is_some_and(|a| a.len() > 50)
-        {
+        if output["annotations"].as_array().is_some_and(|a| a.len() > 50) {
             return Err(error(422, "Only 50 annotations are allowed per request"));
         }
     }
     if let Some(actions) = body["actions"].as_array() {
-        let too_long =
-            |a: &Value, k: &str, max: usize| a[k].as_str().is_none_or(|v| v.chars().count() > max);
+        let too_long = |a: &Value, k: &str, max: usize| a[k].as_str().is_none_or(|v| v.chars().count() > max);
         if actions.len() > 3
             || actions.iter().any(|a| {
-                too_long(a, "label", 20)
-                    || too_long(a, "description", 40)
-                    || too_long(a, "identifier", 20)
+                too_long(a, "label", 20) || too_long(a, "description", 40) || too_long(a, "identifier", 20)
             })
         {
-            return Err(error(
-                422,
-                "Invalid request.\n\nactions are over the limits.",
-            ));
+            return Err(error(422, "Invalid request.\n\nactions are over the limits."));
         }
     }
     Ok(())
