@@ -141,3 +141,40 @@ async fn cancel_and_retry_rows_are_left_to_the_job_runner() {
     assert_eq!(app.store.pending_outbox().await.unwrap()[0].0, "cancel");
     assert_eq!(fake.count("POST", "/repos/*/*/issues/*/comments"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_senders_post_each_reply_once_on_every_backend() {
+    for (backend, url) in crate::support::backends().await {
+        let app = crate::support::app_on(&url, &[]).await;
+        let fake = FakeGitHub::start().await;
+        let repo = fake.add_repo(REPO);
+        for n in 1..=8u64 {
+            fake.add_issue(&repo, "An issue", "Text");
+            let delivery = format!("{backend}-{n}");
+            app.deliver(
+                "issue_comment",
+                &delivery,
+                &comment(n, "/orchestrate help", "NONE"),
+            )
+            .await;
+        }
+        let runs = (0..3).map(|_| {
+            let sender = OutboxSender::new(app.store.clone(), fake.client(), "orchestrate");
+            tokio::spawn(async move { sender.run_until_idle().await.unwrap() })
+        });
+        let mut handled = 0;
+        for run in runs.collect::<Vec<_>>() {
+            handled += run.await.unwrap();
+        }
+        assert_eq!(handled, 8, "{backend}");
+        for n in 1..=8u64 {
+            assert_eq!(fake.comments(&repo, n).len(), 1, "{backend} issue {n}");
+        }
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+                .await,
+            0,
+            "{backend}"
+        );
+    }
+}
