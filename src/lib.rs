@@ -4,8 +4,10 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod github;
 pub mod jobs;
 pub mod llm;
+pub mod outbox;
 pub mod pricing;
 pub mod server;
 pub mod store;

@@ -40,6 +40,8 @@ pub const API_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct Identity {
     /// 0 until known.
     bot_user_id: AtomicU64,
+    /// Slug, login and id (commit identity), once learned from GitHub.
+    bot: std::sync::OnceLock<crate::github::BotIdentity>,
 }
 
 impl Identity {
@@ -52,6 +54,17 @@ impl Identity {
 
     pub fn set_bot_user_id(&self, id: u64) {
         self.bot_user_id.store(id, Ordering::Relaxed);
+    }
+
+    /// Stores what `GET /app` and `GET /users/<slug>[bot]` said (first one wins).
+    pub fn set_bot(&self, bot: crate::github::BotIdentity) {
+        self.set_bot_user_id(bot.user_id);
+        let _ = self.bot.set(bot);
+    }
+
+    /// The bot's login and commit identity, once learned.
+    pub fn bot(&self) -> Option<&crate::github::BotIdentity> {
+        self.bot.get()
     }
 }
 
@@ -141,12 +154,21 @@ async fn not_found() -> ApiError {
 /// Runs the server until `shutdown` is cancelled (or SIGTERM/SIGINT), then
 /// stops accepting, lets in-flight requests finish and returns.
 pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // A configured but unusable App key stops the start with a clear message.
+    let github =
+        crate::github::GitHub::from_config(&config.github).map_err(|err| anyhow::anyhow!("{err}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     let state = AppState::new(config.clone(), store.clone());
+    let outbox = github.map(|github| {
+        spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
+        let sender =
+            crate::outbox::OutboxSender::new(store.clone(), github, config.github.trigger_label.clone());
+        tokio::spawn(sender.run(shutdown.clone()))
+    });
     let background = spawn_background(config, store.clone(), shutdown.clone());
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
@@ -159,9 +181,19 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         .await?;
     shutdown.cancel();
     let _ = background.await;
+    if let Some(outbox) = outbox {
+        let _ = outbox.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Learns the bot's identity in the background (GitHub may be unreachable for a while).
+fn spawn_github_startup(github: crate::github::GitHub, identity: Arc<Identity>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        crate::github::startup::learn_identity(&github, &identity, &shutdown).await;
+    });
 }
 
 /// Housekeeping that runs beside the server: payload retention.

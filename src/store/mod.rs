@@ -12,6 +12,7 @@
 mod effects;
 mod intake;
 mod jobs;
+mod outbox;
 mod queue;
 mod sql;
 mod sqlite_intake;
@@ -30,6 +31,7 @@ use crate::config::{DatabaseConfig, SqliteSynchronous};
 pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
+pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use queue::{ClaimedJob, RetryOutcome};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

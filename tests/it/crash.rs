@@ -203,25 +203,53 @@ fn migrate_creates_the_sqlite_database() {
     );
 }
 
+/// One end-to-end run at TRACE level against the fake GitHub (identity
+/// learned, an installation token minted, a reply posted); then the log and
+/// the database files are searched for every secret and token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_trace_log_or_the_database() {
+    use crate::fake_github::{APP_ID, FakeGitHub, keys::test_keys};
+    let fake = FakeGitHub::start().await;
+    let repo = fake.add_repo_to(INSTALLATION, "Codertocat/Hello-World");
+    while fake.add_issue(&repo, "An issue", "Text") < 3 {}
+
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
+    let app_id = APP_ID.to_string();
+    let key = test_keys().pkcs1_pem.clone();
     let secrets = [
         ("ORCH_API_TOKEN", "api-token-SECRET-111"),
         ("OPENAI_API_KEY", "sk-SECRET-222"),
-        ("GITHUB_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----SECRET-333"),
         ("ORCH_METRICS_TOKEN", "metrics-SECRET-444"),
         ("ORCH_GITHUB__PREVIOUS_WEBHOOK_SECRETS", "old-webhook-SECRET-555"),
     ];
     let mut env: Vec<(&str, &str)> = secrets.to_vec();
-    env.push(("RUST_LOG", "trace"));
-    env.push(("ORCH_LOG__FORMAT", "json"));
+    env.extend([
+        ("RUST_LOG", "trace"),
+        ("ORCH_LOG__FORMAT", "json"),
+        ("GITHUB_APP_ID", app_id.as_str()),
+        ("GITHUB_PRIVATE_KEY", key.as_str()),
+        ("GITHUB_API_URL", fake.url.as_str()),
+    ]);
     let mut server = start_with(dir.path(), &env, Stdio::from(log));
     let client = reqwest::Client::new();
     assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 202);
     assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 200);
+    let help = comment(3, "/orchestrate help", "NONE");
+    let posted = client
+        .post(format!("{}/webhook", server.base))
+        .header("x-github-event", "issue_comment")
+        .header("x-github-delivery", "s-2")
+        .header(
+            "x-hub-signature-256",
+            orchestrator::webhook::signature::sign(SECRET, &help),
+        )
+        .body(help.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
     let denied = client
         .get(format!("{}/jobs", server.base))
         .bearer_auth("wrong")
@@ -236,25 +264,46 @@ async fn no_secret_reaches_the_trace_log_or_the_database() {
         .await
         .unwrap();
     assert_eq!(listed.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.comments(&repo, 3).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fake.comments(&repo, 3).len(),
+        1,
+        "the reply went out through an installation token"
+    );
     terminate(&mut server);
 
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("delivery recorded"), "the trace log was written");
-    let mut haystacks = vec![("log", log.into_bytes())];
+    let mut haystacks = vec![("log".to_string(), log.into_bytes())];
     for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with("o.db") {
-            haystacks.push((
-                Box::leak(name.into_boxed_str()),
-                std::fs::read(entry.path()).unwrap(),
-            ));
+            haystacks.push((name, std::fs::read(entry.path()).unwrap()));
         }
     }
     assert!(haystacks.len() >= 2, "the database files were read");
-    for (_, secret) in secrets.iter().chain([("GITHUB_WEBHOOK_SECRET", SECRET)].iter()) {
+    let tokens = fake.minted_tokens();
+    assert!(!tokens.is_empty(), "an installation token was minted");
+    let key_lines: Vec<String> = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_string)
+        .collect();
+    let mut needles: Vec<String> = secrets.iter().map(|(_, s)| s.to_string()).collect();
+    needles.push(SECRET.to_string());
+    needles.extend(tokens);
+    needles.extend(key_lines);
+    for needle in &needles {
         for (name, bytes) in &haystacks {
-            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-            assert!(!found, "{secret} found in {name}");
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(
+                !found,
+                "a secret ({}…) was found in {name}",
+                &needle[..6.min(needle.len())]
+            );
         }
     }
 }

@@ -3,11 +3,15 @@
 //! Integration tests: one binary (each test binary links the whole
 //! dependency tree), one module per capability.
 
+#[path = "../support/fake_github/mod.rs"]
+mod fake_github;
 mod support;
 
 mod api;
 mod crash;
 mod diff_cli;
+mod github;
 mod intake;
+mod outbox;
 mod store;
 mod webhook;
