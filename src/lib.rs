@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod llm;
 pub mod outbox;
 pub mod pricing;
+pub mod runner;
 pub mod server;
 pub mod store;
 pub mod telemetry;

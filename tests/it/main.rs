@@ -13,5 +13,6 @@ mod diff_cli;
 mod github;
 mod intake;
 mod outbox;
+mod runner;
 mod store;
 mod webhook;
