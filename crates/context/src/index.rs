@@ -1,0 +1,827 @@
+//! The repository index: files, their chunks and term counts, cached on disk per repository
+//! and refreshed incrementally.
+//!
+//! Refreshing is cheap on an unchanged tree: a file whose size and modification time match
+//! the cache is trusted without being read; one whose stat changed is hashed as a git blob
+//! (`sha1("blob <len>\0" + content)`) and only re-chunked when that id changed. The
+//! [`IndexReport`] counts each case so callers and tests can see what work was done.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use sha1::{Digest, Sha1};
+
+use crate::bm25::{self, Bm25};
+use crate::chunk::{self, Chunk};
+use crate::error::ContextError;
+use crate::store;
+use crate::tokenize;
+use crate::walk::{self, Content, SkipCounts, WalkedFile};
+
+/// How much the path of a file counts next to its content (path terms are few and telling).
+const PATH_WEIGHT: f32 = 0.6;
+/// Extra weight of a chunk's symbol name terms: they say what the chunk is about.
+const NAME_REPEAT: u32 = 2;
+
+/// One indexed chunk: its line range and term counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedChunk {
+    pub chunk: Chunk,
+    pub terms: Vec<(u32, u32)>,
+}
+
+/// One indexed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedFile {
+    /// Repository-relative path, `/` separators.
+    pub path: String,
+    /// Git blob id of the content, 40 hex digits.
+    pub blob: String,
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub path_terms: Vec<(u32, u32)>,
+    pub chunks: Vec<IndexedChunk>,
+}
+
+/// Where the cache stood when the index was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheState {
+    /// No cache file: built from scratch.
+    Missing,
+    /// Cache read and used.
+    Loaded,
+    /// Cache unreadable, corrupt or of another format version: rebuilt from scratch.
+    Rebuilt,
+}
+
+/// What opening the index did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexReport {
+    pub cache: CacheState,
+    /// Files in the index after the refresh.
+    pub files: usize,
+    pub chunks: usize,
+    /// Files read and hashed because their size or modification time changed (or were new).
+    pub files_hashed: usize,
+    /// Files chunked and tokenized (new content): the real indexing work.
+    pub files_reindexed: usize,
+    /// Files that left the tree (or became excluded) since the cache was written.
+    pub files_removed: usize,
+    pub skipped: SkipCounts,
+    /// Whether the cache file was (re)written.
+    pub saved: bool,
+}
+
+/// Indexing knobs.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    /// Files larger than this are not indexed (default 1 MiB).
+    pub max_file_bytes: u64,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A chunk found by a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkHit {
+    pub file: usize,
+    pub chunk: usize,
+    /// Content BM25 plus weighted path BM25.
+    pub score: f32,
+    pub content_score: f32,
+    pub path_score: f32,
+}
+
+/// A file ranked for a query: it scores by its best chunk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankedFile {
+    pub path: String,
+    pub score: f32,
+    /// The best chunk's line range and symbol name.
+    pub best_lines: (u32, u32),
+    pub best_symbol: Option<String>,
+}
+
+/// A query prepared against the index vocabulary.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// `(term, weight, id in the vocabulary)`; weight is `1 + ln(count in the query)`.
+    pub terms: Vec<(String, f32, Option<u32>)>,
+}
+
+/// The in-memory index of one repository.
+#[derive(Debug)]
+pub struct RepoIndex {
+    root: PathBuf,
+    vocab: Vec<String>,
+    term_ids: HashMap<String, u32>,
+    files: Vec<IndexedFile>,
+    /// `(file, chunk)` of each document of `content`.
+    owners: Vec<(u32, u32)>,
+    content: Bm25,
+    paths: Bm25,
+}
+
+/// The result of indexing one file's content on a worker thread.
+enum Outcome {
+    Same,
+    New {
+        blob: String,
+        chunks: Vec<(Chunk, Vec<(String, u32)>)>,
+    },
+    Binary,
+    Secret,
+    Unreadable,
+}
+
+impl RepoIndex {
+    /// Opens the index of `repo`, loading the cache under `cache_dir` when valid and bringing
+    /// it up to date with the tree; writes the cache back when anything changed.
+    pub fn open(
+        repo: &Path,
+        cache_dir: &Path,
+        opts: &IndexOptions,
+    ) -> Result<(Self, IndexReport), ContextError> {
+        let root = fs::canonicalize(repo).map_err(|e| ContextError::io(repo, e))?;
+        if !root.is_dir() {
+            return Err(ContextError::NotADirectory(root));
+        }
+        let cache_file = cache_path(&root, cache_dir)?;
+        let (cache, mut vocab, cached) = match fs::read(&cache_file) {
+            Ok(bytes) => match store::decode(&bytes) {
+                Some((v, f)) => (CacheState::Loaded, v, f),
+                None => (CacheState::Rebuilt, Vec::new(), Vec::new()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (CacheState::Missing, Vec::new(), Vec::new())
+            }
+            Err(_) => (CacheState::Rebuilt, Vec::new(), Vec::new()),
+        };
+        let mut skipped = SkipCounts::default();
+        let walked = walk::walk(&root, opts.max_file_bytes, &mut skipped);
+        let mut term_ids: HashMap<String, u32> = vocab
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let (files, stats) = refresh(&walked, cached, &mut vocab, &mut term_ids, &mut skipped);
+        let changed = stats.hashed > 0 || stats.removed > 0 || cache != CacheState::Loaded;
+        let saved = changed && save(&cache_file, &vocab, &files);
+        let index = Self::assemble(root, vocab, term_ids, files);
+        let report = IndexReport {
+            cache,
+            files: index.files.len(),
+            chunks: index.owners.len(),
+            files_hashed: stats.hashed,
+            files_reindexed: stats.reindexed,
+            files_removed: stats.removed,
+            skipped,
+            saved,
+        };
+        Ok((index, report))
+    }
+
+    /// Builds the BM25 structures over the files.
+    fn assemble(
+        root: PathBuf,
+        vocab: Vec<String>,
+        term_ids: HashMap<String, u32>,
+        files: Vec<IndexedFile>,
+    ) -> Self {
+        let mut owners = Vec::new();
+        for (fi, f) in files.iter().enumerate() {
+            for ci in 0..f.chunks.len() {
+                owners.push((fi as u32, ci as u32));
+            }
+        }
+        let content = Bm25::build(
+            files
+                .iter()
+                .flat_map(|f| f.chunks.iter().map(|c| c.terms.as_slice())),
+        );
+        let paths = Bm25::build(files.iter().map(|f| f.path_terms.as_slice()));
+        Self {
+            root,
+            vocab,
+            term_ids,
+            files,
+            owners,
+            content,
+            paths,
+        }
+    }
+
+    /// The canonical repository root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The indexed files, sorted by path.
+    pub fn files(&self) -> &[IndexedFile] {
+        &self.files
+    }
+
+    /// Tokenizes a query and looks its terms up in the vocabulary.
+    pub fn prepare(&self, text: &str) -> Query {
+        let mut counts: Vec<(String, u32)> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        tokenize::for_each_term(text, |t| match seen.get(t) {
+            Some(&i) => counts[i].1 += 1,
+            None => {
+                seen.insert(t.to_owned(), counts.len());
+                counts.push((t.to_owned(), 1));
+            }
+        });
+        let terms = counts
+            .into_iter()
+            .map(|(t, n)| {
+                let id = self.term_ids.get(&t).copied();
+                (t, 1.0 + (n as f32).ln(), id)
+            })
+            .collect();
+        Query { terms }
+    }
+
+    /// The `limit` best chunks for a query, best first (ties by file then chunk order).
+    pub fn search(&self, query: &Query, limit: usize) -> Vec<ChunkHit> {
+        let weighted: Vec<(u32, f32)> = query
+            .terms
+            .iter()
+            .filter_map(|(_, w, id)| Some(((*id)?, *w)))
+            .collect();
+        let content = self.content.score(&weighted);
+        let paths = self.paths.score(&weighted);
+        let mut hits: Vec<ChunkHit> = content
+            .iter()
+            .enumerate()
+            .filter_map(|(doc, &c)| {
+                let (file, chunk) = self.owners[doc];
+                let p = paths[file as usize] * PATH_WEIGHT;
+                (c + p > 0.0).then_some(ChunkHit {
+                    file: file as usize,
+                    chunk: chunk as usize,
+                    score: c + p,
+                    content_score: c,
+                    path_score: p,
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.file.cmp(&b.file))
+                .then(a.chunk.cmp(&b.chunk))
+        });
+        hits.truncate(limit);
+        hits
+    }
+
+    /// Ranks files by their best chunk; returns the `top` best, best first.
+    pub fn rank_files(&self, query: &Query, top: usize) -> Vec<RankedFile> {
+        let hits = self.search(query, usize::MAX);
+        let mut seen = vec![false; self.files.len()];
+        let mut out = Vec::new();
+        for hit in hits {
+            if out.len() >= top {
+                break;
+            }
+            if std::mem::replace(&mut seen[hit.file], true) {
+                continue;
+            }
+            let file = &self.files[hit.file];
+            let chunk = &file.chunks[hit.chunk].chunk;
+            out.push(RankedFile {
+                path: file.path.clone(),
+                score: hit.score,
+                best_lines: (chunk.start_line, chunk.end_line),
+                best_symbol: chunk.name.clone(),
+            });
+        }
+        out
+    }
+
+    /// BM25 of an arbitrary text (a memory note, a doc page) with this repository's term
+    /// statistics, so candidates from every source land on the same scale as code chunks.
+    /// Query terms the repository never uses get the highest IDF.
+    pub fn score_text(&self, query: &Query, text: &str) -> f32 {
+        let mut counts: HashMap<&str, u32> = query
+            .terms
+            .iter()
+            .map(|(t, _, _)| (t.as_str(), 0))
+            .collect();
+        let mut len = 0u32;
+        tokenize::for_each_term(text, |t| {
+            len += 1;
+            if let Some(c) = counts.get_mut(t) {
+                *c += 1;
+            }
+        });
+        let max_idf = (1.0 + (self.content.len() as f32 + 0.5) / 0.5).ln();
+        query
+            .terms
+            .iter()
+            .map(|(t, w, id)| {
+                let tf = counts.get(t.as_str()).copied().unwrap_or(0);
+                if tf == 0 {
+                    return 0.0;
+                }
+                let idf = id.map_or(max_idf, |id| self.content.idf(id)).max(0.01);
+                w * idf * bm25::term_weight(tf as f32, len as f32, self.content.avg_len())
+            })
+            .sum()
+    }
+
+    /// Reads the current text of a chunk from the working tree.
+    pub fn chunk_text(&self, file: usize, chunk: usize) -> Option<String> {
+        let f = self.files.get(file)?;
+        let c = &f.chunks.get(chunk)?.chunk;
+        let text = fs::read_to_string(self.root.join(&f.path)).ok()?;
+        Some(chunk::slice_lines(&text, c.start_line, c.end_line))
+    }
+
+    /// The position of a path in [`Self::files`].
+    pub fn file_index(&self, path: &str) -> Option<usize> {
+        self.files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+    }
+
+    /// Number of distinct terms ever indexed (for diagnostics).
+    pub fn vocabulary_size(&self) -> usize {
+        self.vocab.len()
+    }
+}
+
+/// The cache file of a repository: `<cache_dir>/<dir name>-<sha1 of the path, 16 hex>/index.bin`.
+/// Refuses a cache directory inside the repository (it would index its own cache and pollute
+/// the checkout).
+pub fn cache_path(root: &Path, cache_dir: &Path) -> Result<PathBuf, ContextError> {
+    fs::create_dir_all(cache_dir).map_err(|e| ContextError::io(cache_dir, e))?;
+    let cache_abs = fs::canonicalize(cache_dir).map_err(|e| ContextError::io(cache_dir, e))?;
+    if cache_abs.starts_with(root) {
+        return Err(ContextError::CacheInsideRepo(cache_abs));
+    }
+    let digest = hex(&Sha1::digest(root.to_string_lossy().as_bytes()));
+    let name: String = root
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+        .unwrap_or_else(|| "root".into());
+    Ok(cache_abs
+        .join(format!("{name}-{}", &digest[..16]))
+        .join("index.bin"))
+}
+
+/// Writes the cache atomically (temporary file + rename); a failure only costs a rebuild
+/// next time, so it is reported as `false`, not as an error.
+fn save(path: &Path, vocab: &[String], files: &[IndexedFile]) -> bool {
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    if fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let tmp = dir.join(format!("index.bin.tmp{}", std::process::id()));
+    let ok = fs::write(&tmp, store::encode(vocab, files)).is_ok() && fs::rename(&tmp, path).is_ok();
+    if !ok {
+        let _ = fs::remove_file(&tmp);
+    }
+    ok
+}
+
+/// Lower-case hex of bytes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The git blob id of content.
+pub fn blob_id(content: &[u8]) -> String {
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content);
+    hex(&h.finalize())
+}
+
+#[derive(Default)]
+struct RefreshStats {
+    hashed: usize,
+    reindexed: usize,
+    removed: usize,
+}
+
+/// Reconciles the cached files with the walked tree, re-indexing only what changed.
+fn refresh(
+    walked: &[WalkedFile],
+    cached: Vec<IndexedFile>,
+    vocab: &mut Vec<String>,
+    term_ids: &mut HashMap<String, u32>,
+    skipped: &mut SkipCounts,
+) -> (Vec<IndexedFile>, RefreshStats) {
+    let mut stats = RefreshStats::default();
+    let mut by_path: HashMap<String, IndexedFile> =
+        cached.into_iter().map(|f| (f.path.clone(), f)).collect();
+    let mut slots: Vec<Option<IndexedFile>> = Vec::with_capacity(walked.len());
+    let mut todo: Vec<(usize, Option<String>)> = Vec::new();
+    for w in walked {
+        match by_path.remove(&w.rel) {
+            Some(f) if f.size == w.size && f.mtime_ns == w.mtime_ns => slots.push(Some(f)),
+            prev => {
+                todo.push((slots.len(), prev.as_ref().map(|p| p.blob.clone())));
+                slots.push(prev);
+            }
+        }
+    }
+    stats.removed = by_path.len();
+    stats.hashed = todo.len();
+    let outcomes = index_parallel(walked, &todo);
+    for ((slot, _), outcome) in todo.iter().zip(outcomes) {
+        let w = &walked[*slot];
+        match outcome {
+            Outcome::Same => {
+                if let Some(f) = slots[*slot].as_mut() {
+                    f.mtime_ns = w.mtime_ns;
+                    f.size = w.size;
+                }
+            }
+            Outcome::New { blob, chunks } => {
+                stats.reindexed += 1;
+                slots[*slot] = Some(intern_file(w, blob, chunks, vocab, term_ids));
+            }
+            other => {
+                if slots[*slot].take().is_some() {
+                    stats.removed += 1;
+                }
+                match other {
+                    Outcome::Binary => skipped.binary += 1,
+                    Outcome::Secret => skipped.secret += 1,
+                    _ => skipped.unreadable += 1,
+                }
+            }
+        }
+    }
+    (slots.into_iter().flatten().collect(), stats)
+}
+
+/// Runs [`index_one`] over `todo` on all cores (the work is CPU-bound parsing).
+fn index_parallel(walked: &[WalkedFile], todo: &[(usize, Option<String>)]) -> Vec<Outcome> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(todo.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::with_capacity(todo.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut local = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((slot, prev)) = todo.get(i) else {
+                        break;
+                    };
+                    local.push((i, index_one(&walked[*slot], prev.as_deref())));
+                }
+                if let Ok(mut r) = results.lock() {
+                    r.extend(local);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Reads, classifies, hashes and (when the blob changed) chunks and tokenizes one file.
+fn index_one(file: &WalkedFile, prev_blob: Option<&str>) -> Outcome {
+    let Ok(bytes) = fs::read(&file.abs) else {
+        return Outcome::Unreadable;
+    };
+    let blob = blob_id(&bytes);
+    if prev_blob == Some(blob.as_str()) {
+        return Outcome::Same;
+    }
+    let text = match walk::classify_content(bytes) {
+        Content::Text(t) => t,
+        Content::Binary => return Outcome::Binary,
+        Content::Secret => return Outcome::Secret,
+    };
+    let offsets = line_offsets(&text);
+    let chunks = chunk::chunk_file(&file.rel, &text)
+        .into_iter()
+        .map(|c| {
+            let terms = count_terms(chunk_slice(&text, &offsets, &c), c.name.as_deref());
+            (c, terms)
+        })
+        .collect();
+    Outcome::New { blob, chunks }
+}
+
+/// Byte offset of the start of each line, plus the end of the text.
+fn line_offsets(text: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    if v.last() != Some(&text.len()) {
+        v.push(text.len());
+    }
+    v
+}
+
+/// The bytes of a chunk's lines, without copying.
+fn chunk_slice<'a>(text: &'a str, offsets: &[usize], c: &Chunk) -> &'a str {
+    let last = offsets.len() - 1;
+    let start = offsets[(c.start_line as usize).saturating_sub(1).min(last)];
+    let end = offsets[(c.end_line as usize).min(last)];
+    text.get(start..end.max(start)).unwrap_or("")
+}
+
+/// Term frequencies of a chunk; the symbol name's terms count extra.
+fn count_terms(text: &str, name: Option<&str>) -> Vec<(String, u32)> {
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    let mut add = |t: &str, n: u32| match counts.get_mut(t) {
+        Some(c) => *c += n,
+        None => {
+            counts.insert(t.to_owned(), n);
+        }
+    };
+    tokenize::for_each_term(text, |t| add(t, 1));
+    if let Some(name) = name {
+        tokenize::for_each_term(name, |t| add(t, NAME_REPEAT));
+    }
+    let mut v: Vec<(String, u32)> = counts.into_iter().collect();
+    v.sort_unstable();
+    v
+}
+
+/// Maps string terms to vocabulary ids.
+fn intern(
+    terms: Vec<(String, u32)>,
+    vocab: &mut Vec<String>,
+    ids: &mut HashMap<String, u32>,
+) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = terms
+        .into_iter()
+        .map(|(t, n)| {
+            let id = match ids.get(&t) {
+                Some(&id) => id,
+                None => {
+                    let id = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
+                    vocab.push(t.clone());
+                    ids.insert(t, id);
+                    id
+                }
+            };
+            (id, n)
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn intern_file(
+    w: &WalkedFile,
+    blob: String,
+    chunks: Vec<(Chunk, Vec<(String, u32)>)>,
+    vocab: &mut Vec<String>,
+    ids: &mut HashMap<String, u32>,
+) -> IndexedFile {
+    let mut path_counts: HashMap<String, u32> = HashMap::new();
+    for t in tokenize::path_terms(&w.rel) {
+        *path_counts.entry(t).or_insert(0) += 1;
+    }
+    let path_terms = intern(path_counts.into_iter().collect(), vocab, ids);
+    let chunks = chunks
+        .into_iter()
+        .map(|(chunk, terms)| IndexedChunk {
+            chunk,
+            terms: intern(terms, vocab, ids),
+        })
+        .collect();
+    IndexedFile {
+        path: w.rel.clone(),
+        blob,
+        size: w.size,
+        mtime_ns: w.mtime_ns,
+        path_terms,
+        chunks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A small repository and a cache directory outside it.
+    fn fixture() -> (tempfile::TempDir, tempfile::TempDir) {
+        let repo = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        fs::create_dir_all(r.join("src/net")).unwrap();
+        fs::write(r.join("src/config.rs"), "/// Loads the settings file.\npub fn load_config(path: &str) -> Config {\n    parse_toml(path)\n}\n").unwrap();
+        fs::write(
+            r.join("src/net/retry.rs"),
+            "pub fn retry_with_backoff(attempts: u32) {\n    sleep(backoff_delay(attempts));\n}\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("src/main.rs"),
+            "fn main() {\n    println!(\"hello\");\n}\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("README.md"),
+            "# Demo\nA demo service with retries.\n",
+        )
+        .unwrap();
+        (repo, cache)
+    }
+
+    fn open(repo: &Path, cache: &Path) -> (RepoIndex, IndexReport) {
+        RepoIndex::open(repo, cache, &IndexOptions::default()).unwrap()
+    }
+
+    fn top_paths(index: &RepoIndex, q: &str) -> Vec<String> {
+        index
+            .rank_files(&index.prepare(q), 10)
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    }
+
+    #[test]
+    fn ranks_by_content_and_path() {
+        let (repo, cache) = fixture();
+        let (index, report) = open(repo.path(), cache.path());
+        assert_eq!(report.cache, CacheState::Missing);
+        assert_eq!(report.files, 4);
+        assert_eq!(
+            top_paths(&index, "loadConfig fails on a missing settings file")[0],
+            "src/config.rs"
+        );
+        assert_eq!(
+            top_paths(&index, "retry backoff is too aggressive")[0],
+            "src/net/retry.rs"
+        );
+        let ranked = index.rank_files(&index.prepare("load config"), 1);
+        assert_eq!(ranked[0].best_symbol.as_deref(), Some("load_config"));
+        assert_eq!(ranked[0].best_lines, (1, 4));
+    }
+
+    #[test]
+    fn second_open_does_no_work_and_one_change_reindexes_one_file() {
+        let (repo, cache) = fixture();
+        let (_, first) = open(repo.path(), cache.path());
+        assert_eq!((first.files_reindexed, first.saved), (4, true));
+
+        let (_, second) = open(repo.path(), cache.path());
+        assert_eq!(second.cache, CacheState::Loaded);
+        assert_eq!(
+            (second.files_hashed, second.files_reindexed, second.saved),
+            (0, 0, false)
+        );
+
+        fs::write(
+            repo.path().join("src/main.rs"),
+            "fn main() {\n    serve_forever();\n}\n",
+        )
+        .unwrap();
+        let (index, third) = open(repo.path(), cache.path());
+        assert_eq!(
+            (
+                third.files_hashed,
+                third.files_reindexed,
+                third.files_removed
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(top_paths(&index, "serve forever")[0], "src/main.rs");
+
+        fs::remove_file(repo.path().join("README.md")).unwrap();
+        fs::write(repo.path().join("src/new.rs"), "fn fresh() {}\n").unwrap();
+        let (index, fourth) = open(repo.path(), cache.path());
+        assert_eq!(
+            (fourth.files_reindexed, fourth.files_removed, fourth.files),
+            (1, 1, 4)
+        );
+        assert!(index.file_index("README.md").is_none());
+    }
+
+    #[test]
+    fn touching_without_changing_content_hashes_but_does_not_reindex() {
+        let (repo, cache) = fixture();
+        open(repo.path(), cache.path());
+        let path = repo.path().join("src/config.rs");
+        let content = fs::read(&path).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&path, content).unwrap();
+        let (_, report) = open(repo.path(), cache.path());
+        assert_eq!((report.files_hashed, report.files_reindexed), (1, 0));
+    }
+
+    #[test]
+    fn corrupt_or_foreign_cache_is_rebuilt_not_an_error() {
+        let (repo, cache) = fixture();
+        open(repo.path(), cache.path());
+        let root = fs::canonicalize(repo.path()).unwrap();
+        let file = cache_path(&root, cache.path()).unwrap();
+        fs::write(&file, b"garbage").unwrap();
+        let (index, report) = open(repo.path(), cache.path());
+        assert_eq!(
+            (report.cache, report.files_reindexed, report.saved),
+            (CacheState::Rebuilt, 4, true)
+        );
+        assert_eq!(top_paths(&index, "retry")[0], "src/net/retry.rs");
+        let (_, again) = open(repo.path(), cache.path());
+        assert_eq!(again.cache, CacheState::Loaded);
+    }
+
+    #[test]
+    fn cache_never_lives_inside_the_repository() {
+        let (repo, _cache) = fixture();
+        let err = RepoIndex::open(
+            repo.path(),
+            &repo.path().join(".cache"),
+            &IndexOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ContextError::CacheInsideRepo(_)), "{err}");
+    }
+
+    #[test]
+    fn secret_and_binary_content_and_ignored_files_are_never_indexed() {
+        let (repo, cache) = fixture();
+        let r = repo.path();
+        fs::write(
+            r.join("src/tokens.rs"),
+            format!("const T: &str = \"ghp_{}\";\n", "Ab1".repeat(12)),
+        )
+        .unwrap();
+        fs::write(r.join(".env"), "PASSWORD=retry\n").unwrap();
+        fs::write(r.join("logo.png"), [0x89, b'P', b'N', b'G', 0, 0, 1]).unwrap();
+        fs::write(r.join(".gitignore"), "generated/\n").unwrap();
+        fs::create_dir_all(r.join("generated")).unwrap();
+        fs::write(
+            r.join("generated/retry_gen.rs"),
+            "fn retry_generated() {}\n",
+        )
+        .unwrap();
+        let (index, report) = open(r, cache.path());
+        let paths: Vec<&str> = index.files().iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                ".gitignore",
+                "README.md",
+                "src/config.rs",
+                "src/main.rs",
+                "src/net/retry.rs"
+            ]
+        );
+        assert_eq!((report.skipped.secret, report.skipped.binary), (2, 1));
+        assert!(
+            !top_paths(&index, "ghp retry generated")
+                .iter()
+                .any(|p| p.contains("tokens") || p.contains("generated/"))
+        );
+    }
+
+    #[test]
+    fn blob_ids_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            blob_id(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_eq!(blob_id(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+    }
+
+    #[test]
+    fn a_file_that_gains_a_secret_leaves_the_index() {
+        let (repo, cache) = fixture();
+        open(repo.path(), cache.path());
+        fs::write(
+            repo.path().join("src/main.rs"),
+            format!("// AKIA{}\nfn main() {{}}\n", "ABCDEFGHIJKLMNOP"),
+        )
+        .unwrap();
+        let (index, report) = open(repo.path(), cache.path());
+        assert_eq!((report.files_removed, report.skipped.secret), (1, 1));
+        assert!(index.file_index("src/main.rs").is_none());
+    }
+}
