@@ -264,7 +264,7 @@ fn gather(
     (out, rejected)
 }
 
-/// Normalises ranked scores by the best one, sorts (score, then source, then id) and applies
+/// Normalises ranked scores by the best one, sorts (score, then source kind) and applies
 /// min score and top-k.
 fn select(
     mut ranked: Vec<Candidate>,
@@ -361,5 +361,454 @@ fn rejected_diag(source: SourceKind, id: &str, reason: &str) -> CandidateDiagnos
         tokens_after: 0,
         decision: Decision::Dropped,
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexOptions;
+    use std::fs;
+    use std::path::Path;
+
+    struct Fixture {
+        repo: tempfile::TempDir,
+        _cache: tempfile::TempDir,
+        extra: tempfile::TempDir,
+        index: RepoIndex,
+    }
+
+    /// A repository about retries, with distractors, instruction files and a docs folder.
+    fn fixture() -> Fixture {
+        let repo = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let extra = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        fs::create_dir_all(r.join("src/net")).unwrap();
+        fs::create_dir_all(r.join(".github")).unwrap();
+        let mut retry = String::from("//! Retries with exponential backoff.\n\n");
+        for i in 0..30 {
+            retry.push_str(&format!(
+                "/// Backoff policy number {i}.\npub fn retry_policy_{i}(attempt: u32) -> u64 {{\n    let base = {i} * 10;\n    let jitter = attempt * 3;\n    base + jitter\n}}\n\n"
+            ));
+        }
+        fs::write(r.join("src/net/retry.rs"), &retry).unwrap();
+        for i in 0..20 {
+            let body = format!(
+                "pub fn helper_{i}() -> u32 {{\n    // retry budget accounting {i}\n    {i}\n}}\n"
+            );
+            fs::write(r.join(format!("src/helper_{i}.rs")), body).unwrap();
+        }
+        fs::write(
+            r.join("src/config.rs"),
+            "pub struct Config { pub max_retries: u32 }\n",
+        )
+        .unwrap();
+        let mut client = String::from("pub fn send_request(url: &str) -> Response {\n");
+        for i in 0..60 {
+            client.push_str(&format!("    let step_{i} = prepare(url, {i});\n"));
+            if i == 30 {
+                client.push_str("    let delay = retry_policy_3(attempt) + jitter;\n");
+            }
+        }
+        client.push_str("    finish()\n}\n");
+        fs::write(r.join("src/net/client.rs"), client).unwrap();
+        fs::write(
+            r.join("AGENTS.md"),
+            "# Agents\nRun `make check` before every commit.\n",
+        )
+        .unwrap();
+        fs::write(r.join("CONTRIBUTING.md"), "Contributions welcome.\n").unwrap();
+        fs::write(
+            r.join(".github/copilot-instructions.md"),
+            "Prefer small functions.\n",
+        )
+        .unwrap();
+        fs::write(r.join(".env"), "RETRY_TOKEN=abc\n").unwrap();
+        let (index, _) = RepoIndex::open(r, cache.path(), &IndexOptions::default()).unwrap();
+        Fixture {
+            repo,
+            _cache: cache,
+            extra,
+            index,
+        }
+    }
+
+    fn request() -> ContextRequest {
+        ContextRequest {
+            model: "gpt-4.1".into(),
+            task: "Retry backoff is too aggressive: the retry policy should add jitter.".into(),
+            step: StepInput {
+                title: "Add jitter to the retry policy".into(),
+                rationale: "Retries hammer the server.".into(),
+                acceptance: "A test shows jitter grows with the attempt.".into(),
+                files: vec!["src/config.rs".into(), "src/net/new_file.rs".into()],
+            },
+            ..ContextRequest::default()
+        }
+    }
+
+    fn decision_of<'a>(built: &'a BuiltContext, id: &str) -> Option<&'a CandidateDiagnostic> {
+        built.diagnostics.candidates.iter().find(|c| c.id == id)
+    }
+
+    #[test]
+    fn budget_never_passes_the_hard_cap_and_keeps_the_output_reserve() {
+        let f = fixture();
+        let counter = TokenCounter::for_model("gpt-4.1");
+        for (budget, reserve, cap, fixed) in [
+            (600, 100, 650, 50),
+            (1500, 500, 1800, 200),
+            (4000, 1000, 3200, 100),
+            (64_000, 8_000, 70_000, 3_000),
+        ] {
+            let settings = ContextSettings {
+                budget_tokens: budget,
+                output_reserve_tokens: reserve,
+                hard_cap_tokens: cap,
+                ..ContextSettings::default()
+            };
+            let req = ContextRequest {
+                fixed_prompt_tokens: fixed,
+                ..request()
+            };
+            let built = build_context(&f.index, &req, &settings);
+            let d = &built.diagnostics;
+            let limit = (budget - reserve).min(cap - fixed);
+            assert_eq!(d.context_limit_tokens, limit);
+            assert_eq!(
+                counter.count(&built.text),
+                d.context_tokens,
+                "the count is of the real text"
+            );
+            assert!(
+                d.context_tokens <= limit,
+                "{budget}: {} > {limit}",
+                d.context_tokens
+            );
+            assert!(d.prompt_tokens <= cap);
+            assert!(!d.always_kept_clipped);
+            // Only the last candidate that partly fits is clipped; everything after it is dropped.
+            let offered: Vec<Decision> = d
+                .candidates
+                .iter()
+                .filter(|c| !c.score.pinned && c.tokens_before > 0)
+                .map(|c| c.decision)
+                .collect();
+            if let Some(at) = offered.iter().position(|x| *x == Decision::Clipped) {
+                assert!(
+                    offered[at + 1..].iter().all(|x| *x == Decision::Dropped),
+                    "{offered:?}"
+                );
+            }
+            let used: usize = d.candidates.iter().map(|c| c.tokens_after).sum();
+            assert!(
+                used <= limit + 8 * built.items.len(),
+                "per-item counts add up to about the total"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_context() {
+        let f = fixture();
+        let settings = ContextSettings {
+            budget_tokens: 1500,
+            output_reserve_tokens: 300,
+            ..ContextSettings::default()
+        };
+        let a = build_context(&f.index, &request(), &settings);
+        let b = build_context(&f.index, &request(), &settings);
+        assert_eq!(a, b);
+        assert_eq!(
+            serde_json::to_string(&a.diagnostics).unwrap(),
+            serde_json::to_string(&b.diagnostics).unwrap()
+        );
+    }
+
+    #[test]
+    fn items_come_in_priority_order_with_hints() {
+        let f = fixture();
+        let built = build_context(&f.index, &request(), &ContextSettings::default());
+        let ids: Vec<&str> = built.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            &ids[..6],
+            [
+                "task",
+                "step",
+                "AGENTS.md",
+                ".github/copilot-instructions.md",
+                "CONTRIBUTING.md",
+                "src/config.rs"
+            ]
+        );
+        assert!(
+            built
+                .text
+                .starts_with("[task score=1.00] Task Retry backoff is too aggressive")
+        );
+        assert!(
+            built
+                .text
+                .contains("[agents score=1.00] AGENTS.md # Agents\n")
+        );
+        let first_ranked = &built.items[6];
+        assert!(first_ranked.id.starts_with("src/net/retry.rs#L"), "{ids:?}");
+        assert!(
+            first_ranked
+                .hint
+                .starts_with("[file score=1.00] src/net/retry.rs pub fn retry_policy_"),
+            "{}",
+            first_ranked.hint
+        );
+        let absent = decision_of(&built, "src/net/new_file.rs").unwrap();
+        assert_eq!(absent.decision, Decision::Dropped);
+        assert!(absent.reason.contains("absent"));
+        assert!(!built.text.contains("RETRY_TOKEN"), ".env is never offered");
+    }
+
+    #[test]
+    fn top_k_and_min_score_limit_ranked_items() {
+        let f = fixture();
+        let settings = ContextSettings {
+            top_k: 3,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &request(), &settings);
+        let ranked = built
+            .diagnostics
+            .candidates
+            .iter()
+            .filter(|c| !c.score.pinned && c.decision != Decision::Dropped)
+            .count();
+        assert_eq!(ranked, 3);
+        assert!(
+            built
+                .diagnostics
+                .candidates
+                .iter()
+                .any(|c| c.reason == "outside the top 3")
+        );
+        let strict = ContextSettings {
+            min_score: 0.99,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &request(), &strict);
+        let kept: Vec<&CandidateDiagnostic> = built
+            .diagnostics
+            .candidates
+            .iter()
+            .filter(|c| !c.score.pinned && c.decision != Decision::Dropped)
+            .collect();
+        assert!(kept.iter().all(|c| c.score.normalized >= 0.99), "{kept:?}");
+        assert!(
+            built
+                .diagnostics
+                .candidates
+                .iter()
+                .any(|c| c.reason.starts_with("score below the minimum"))
+        );
+    }
+
+    #[test]
+    fn always_kept_items_over_the_hard_cap_are_clipped_and_reported() {
+        let f = fixture();
+        let req = ContextRequest {
+            task: "The retry loop never stops. ".repeat(400),
+            ..request()
+        };
+        let settings = ContextSettings {
+            budget_tokens: 800,
+            output_reserve_tokens: 200,
+            hard_cap_tokens: 900,
+            ..ContextSettings::default()
+        };
+        let built = build_context(
+            &f.index,
+            &ContextRequest {
+                fixed_prompt_tokens: 100,
+                ..req
+            },
+            &settings,
+        );
+        let d = &built.diagnostics;
+        assert!(d.always_kept_clipped);
+        assert!(d.notes.iter().any(|n| n.contains("clipped from the end")));
+        assert_eq!(
+            decision_of(&built, "task").unwrap().decision,
+            Decision::Clipped
+        );
+        assert_eq!(
+            decision_of(&built, "step").unwrap().decision,
+            Decision::Kept
+        );
+        assert!(d.prompt_tokens <= 900, "{}", d.prompt_tokens);
+        assert!(
+            built
+                .text
+                .starts_with("[task score=1.00] Task The retry loop never stops.")
+        );
+        assert!(
+            built.text.contains("Title: Add jitter to the retry policy"),
+            "the step survives"
+        );
+    }
+
+    #[test]
+    fn compaction_starts_above_the_threshold_ratio() {
+        let f = fixture();
+        let mut req = request();
+        req.step.files.clear();
+        let relaxed = build_context(&f.index, &req, &ContextSettings::default());
+        assert!(!relaxed.diagnostics.compaction_applied);
+        let tight = ContextSettings {
+            compaction_ratio: 0.001,
+            min_score: 0.0,
+            top_k: 100,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &req, &tight);
+        assert!(built.diagnostics.compaction_applied);
+        let compacted: Vec<_> = built
+            .diagnostics
+            .candidates
+            .iter()
+            .filter(|c| c.decision == Decision::Compacted)
+            .collect();
+        assert!(!compacted.is_empty());
+        assert!(compacted.iter().all(|c| c.tokens_after < c.tokens_before));
+        assert!(built.text.contains("lines omitted)"));
+    }
+
+    #[test]
+    fn a_named_file_too_big_to_fit_shows_its_relevant_chunks() {
+        let f = fixture();
+        let mut req = request();
+        req.step.files = vec!["src/net/retry.rs".into()];
+        let settings = ContextSettings {
+            budget_tokens: 1200,
+            output_reserve_tokens: 200,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &req, &settings);
+        let named = decision_of(&built, "src/net/retry.rs").unwrap();
+        assert_eq!(named.decision, Decision::Compacted, "{named:?}");
+        assert!(named.reason.contains("most relevant chunks"));
+        let whole = build_context(&f.index, &req, &ContextSettings::default());
+        assert_eq!(
+            decision_of(&whole, "src/net/retry.rs").unwrap().decision,
+            Decision::Kept
+        );
+        assert!(whole.text.contains("pub fn retry_policy_29"));
+    }
+
+    #[test]
+    fn every_source_is_offered_and_secrets_are_not() {
+        let f = fixture();
+        let extra = f.extra.path();
+        let artifacts = extra.join("artifacts/job1");
+        let docs = extra.join("docs");
+        fs::create_dir_all(&artifacts).unwrap();
+        fs::create_dir_all(docs.join("guide")).unwrap();
+        fs::write(
+            artifacts.join("plan.json"),
+            r#"{"steps":[{"title":"Add jitter to the retry policy"}]}"#,
+        )
+        .unwrap();
+        fs::write(
+            artifacts.join("leak.json"),
+            format!(r#"{{"token":"ghp_{}"}}"#, "x1Y2".repeat(9)),
+        )
+        .unwrap();
+        fs::write(artifacts.join("notes.txt"), "retry jitter").unwrap();
+        fs::write(
+            docs.join("guide/retries.md"),
+            "# Intro\nUnrelated words.\n\n# Retry jitter\nFull jitter picks a delay uniformly.\n",
+        )
+        .unwrap();
+        let mut req = request();
+        req.artifacts_dir = Some(artifacts);
+        req.memory = vec![
+            MemoryNote {
+                id: "n1".into(),
+                kind: "Decision".into(),
+                title: "Jitter is proportional to the attempt".into(),
+                body: "Chosen to keep retry policy tests deterministic.".into(),
+                tags: vec!["retry".into()],
+            },
+            MemoryNote {
+                id: "n2".into(),
+                kind: "Link".into(),
+                title: "Credentials".into(),
+                body: format!("retry key sk-{}", "a".repeat(30)),
+                tags: vec![],
+            },
+        ];
+        req.history = (0..12)
+            .map(|i| HistoryEntry {
+                id: format!("h{i}"),
+                summary: format!("Attempt {i}: the retry jitter patch was refused."),
+            })
+            .collect();
+        let settings = ContextSettings {
+            docs_dir: Some(docs),
+            top_k: 100,
+            min_score: 0.0,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &req, &settings);
+        let kept =
+            |id: &str| decision_of(&built, id).is_some_and(|d| d.decision != Decision::Dropped);
+        assert!(kept("memory:n1"));
+        assert!(kept("artifact:plan.json"));
+        assert!(kept("history:h11") && kept("history:h2"));
+        assert!(
+            decision_of(&built, "history:h1").is_none(),
+            "only the last history_limit entries"
+        );
+        assert!(
+            kept("docs:guide/retries.md#L4-5"),
+            "{:#?}",
+            built
+                .diagnostics
+                .candidates
+                .iter()
+                .map(|c| (&c.id, c.score.normalized, c.decision, &c.reason))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            decision_of(&built, "memory:n2").is_none()
+                && decision_of(&built, "artifact:leak.json").is_none()
+        );
+        assert!(
+            decision_of(&built, "artifact:notes.txt").is_none(),
+            "artifacts are the json files"
+        );
+        assert!(built.text.contains("[memory score="));
+        assert!(
+            built
+                .text
+                .contains("] Decision: Jitter is proportional to the attempt")
+        );
+        assert!(!built.text.contains("ghp_") && !built.text.contains("sk-a"));
+        let json = serde_json::to_value(&built.diagnostics).unwrap();
+        assert_eq!(json["candidates"][0]["source"], "task");
+        assert!(json["candidates"][0]["decision"].is_string());
+    }
+
+    #[test]
+    fn unknown_models_are_estimated_with_cl100k() {
+        let f = fixture();
+        let req = ContextRequest {
+            model: "qwen2.5-coder:7b".into(),
+            ..request()
+        };
+        let built = build_context(&f.index, &req, &ContextSettings::default());
+        assert!(!built.diagnostics.exact_token_counts);
+        assert_eq!(
+            built.diagnostics.encoding,
+            crate::tokens::Encoding::Cl100kBase
+        );
+        let _ = Path::new(f.repo.path());
     }
 }
