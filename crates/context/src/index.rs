@@ -24,6 +24,15 @@ use crate::walk::{self, Content, SkipCounts, WalkedFile};
 
 /// How much the path of a file counts next to its content (path terms are few and telling).
 const PATH_WEIGHT: f32 = 0.6;
+/// Score factor of files that are not source code (docs, manifests, data). A task is
+/// carried out in code: prose that merely repeats the task's words (a changelog, a README)
+/// must not outrank the code it describes, yet stays retrievable.
+const NON_CODE_PRIOR: f32 = 0.5;
+/// Extensions treated as source code.
+const CODE_EXTENSIONS: &[&str] = &[
+    "c", "cc", "cpp", "cs", "cxx", "go", "h", "hpp", "java", "js", "jsx", "kt", "mjs", "cjs",
+    "php", "py", "pyi", "rb", "rs", "scala", "sh", "swift", "ts", "tsx", "mts", "cts",
+];
 /// Extra weight of a chunk's symbol name terms: they say what the chunk is about.
 const NAME_REPEAT: u32 = 2;
 
@@ -262,12 +271,14 @@ impl RepoIndex {
             .collect();
         let content = self.content.score(&weighted);
         let paths = self.paths.score(&weighted);
+        let prior: Vec<f32> = self.files.iter().map(|f| file_prior(&f.path)).collect();
         let mut hits: Vec<ChunkHit> = content
             .iter()
             .enumerate()
             .filter_map(|(doc, &c)| {
                 let (file, chunk) = self.owners[doc];
-                let p = paths[file as usize] * PATH_WEIGHT;
+                let w = prior[file as usize];
+                let (c, p) = (c * w, paths[file as usize] * PATH_WEIGHT * w);
                 (c + p > 0.0).then_some(ChunkHit {
                     file: file as usize,
                     chunk: chunk as usize,
@@ -360,6 +371,20 @@ impl RepoIndex {
     /// Number of distinct terms ever indexed (for diagnostics).
     pub fn vocabulary_size(&self) -> usize {
         self.vocab.len()
+    }
+}
+
+/// 1 for source code, [`NON_CODE_PRIOR`] for everything else.
+pub fn file_prior(path: &str) -> f32 {
+    let ext = path
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase());
+    if ext.is_some_and(|e| CODE_EXTENSIONS.contains(&e.as_str())) {
+        1.0
+    } else {
+        NON_CODE_PRIOR
     }
 }
 
@@ -798,6 +823,29 @@ mod tests {
             !top_paths(&index, "ghp retry generated")
                 .iter()
                 .any(|p| p.contains("tokens") || p.contains("generated/"))
+        );
+    }
+
+    #[test]
+    fn prose_repeating_the_query_does_not_outrank_the_code() {
+        let (repo, cache) = fixture();
+        fs::write(
+            repo.path().join("CHANGELOG.md"),
+            "- retry backoff now waits longer between retries\n",
+        )
+        .unwrap();
+        let (index, _) = open(repo.path(), cache.path());
+        assert_eq!(
+            top_paths(&index, "retry backoff waits longer")[..2],
+            ["src/net/retry.rs", "CHANGELOG.md"]
+        );
+        assert_eq!(
+            (
+                file_prior("src/a.rs"),
+                file_prior("web/App.TSX"),
+                file_prior("README.md")
+            ),
+            (1.0, 1.0, NON_CODE_PRIOR)
         );
     }
 

@@ -38,7 +38,7 @@ pub use engine::{
 pub use error::ContextError;
 pub use index::{
     CacheState, ChunkHit, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query, RankedFile,
-    RepoIndex, blob_id,
+    RepoIndex, blob_id, file_prior,
 };
 pub use secrets::{contains_secret, is_secret_path};
 pub use tokenize::{path_terms, terms};
