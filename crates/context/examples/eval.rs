@@ -65,9 +65,7 @@ fn main() {
         ("engine without the non-code prior", vec![]),
         ("oracle (ceiling)", vec![]),
     ];
-    println!(
-        "| pair | gold files | corpus files | engine first gold rank | baseline first gold rank |"
-    );
+    println!("| pair | gold files | corpus files | engine first gold rank | baseline first gold rank |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (krate, mut versions) in crates {
         versions.sort();
@@ -241,11 +239,7 @@ fn is_test_path(p: &str) -> bool {
 fn gold_files(old: &Path, new: &Path, corpus: &[String]) -> HashSet<String> {
     corpus
         .iter()
-        .filter(|p| {
-            p.rsplit_once('.')
-                .is_some_and(|(_, e)| EXTENSIONS.contains(&e))
-                && !is_test_path(p)
-        })
+        .filter(|p| p.rsplit_once('.').is_some_and(|(_, e)| EXTENSIONS.contains(&e)) && !is_test_path(p))
         .filter(|p| fs::read(old.join(p)).ok() != fs::read(new.join(p)).ok())
         .cloned()
         .collect()
@@ -276,10 +270,7 @@ fn whole_file_bm25(
             m
         })
         .collect();
-    let lens: Vec<f64> = docs
-        .iter()
-        .map(|d| d.values().sum::<u32>() as f64)
-        .collect();
+    let lens: Vec<f64> = docs.iter().map(|d| d.values().sum::<u32>() as f64).collect();
     let avg = (lens.iter().sum::<f64>() / lens.len().max(1) as f64).max(1.0);
     let n = docs.len() as f64;
     let qterms: HashSet<String> = tok(query).into_iter().collect();
@@ -338,9 +329,8 @@ struct Score {
 }
 
 fn score(ranked: &[String], gold: &HashSet<String>) -> Score {
-    let recall = KS.map(|k| {
-        ranked.iter().take(k).filter(|p| gold.contains(*p)).count() as f64 / gold.len() as f64
-    });
+    let recall =
+        KS.map(|k| ranked.iter().take(k).filter(|p| gold.contains(*p)).count() as f64 / gold.len() as f64);
     let rr = ranked
         .iter()
         .position(|p| gold.contains(p))

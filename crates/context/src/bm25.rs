@@ -10,32 +10,56 @@ use std::hash::Hash;
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
-/// An inverted index over documents `0..n`.
+/// An inverted index over documents `0..n`, in compressed-sparse-row layout: the postings
+/// of term `t` are `postings[offsets[t]..offsets[t + 1]]` (one allocation, built in two
+/// passes, cheap to build and to drop for 100 000+ chunks).
 #[derive(Debug, Default, Clone)]
 pub struct Bm25 {
-    /// `postings[term]` = `(doc, term frequency)` pairs, docs ascending.
-    postings: Vec<Vec<(u32, u32)>>,
+    offsets: Vec<u32>,
+    /// `(doc, term frequency)` pairs, docs ascending within a term.
+    postings: Vec<(u32, u32)>,
     doc_len: Vec<u32>,
     avg_len: f32,
 }
 
 impl Bm25 {
     /// Builds the index; `docs[i]` holds the `(term id, tf)` pairs of document `i`.
-    pub fn build<'a>(docs: impl IntoIterator<Item = &'a [(u32, u32)]>) -> Self {
-        let mut postings: Vec<Vec<(u32, u32)>> = Vec::new();
+    pub fn build<'a, I>(docs: I) -> Self
+    where
+        I: IntoIterator<Item = &'a [(u32, u32)]>,
+        I::IntoIter: Clone,
+    {
+        let docs = docs.into_iter();
+        let mut counts: Vec<u32> = Vec::new();
         let mut doc_len = Vec::new();
-        for (doc, terms) in docs.into_iter().enumerate() {
-            let doc = u32::try_from(doc).unwrap_or(u32::MAX);
+        for terms in docs.clone() {
             let mut len = 0u32;
             for &(term, tf) in terms {
                 let t = term as usize;
-                if postings.len() <= t {
-                    postings.resize_with(t + 1, Vec::new);
+                if counts.len() <= t {
+                    counts.resize(t + 1, 0);
                 }
-                postings[t].push((doc, tf));
+                counts[t] += 1;
                 len = len.saturating_add(tf);
             }
             doc_len.push(len);
+        }
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        let mut acc = 0u32;
+        offsets.push(0);
+        for c in &counts {
+            acc += c;
+            offsets.push(acc);
+        }
+        let mut fill: Vec<u32> = offsets[..counts.len()].to_vec();
+        let mut postings = vec![(0u32, 0u32); acc as usize];
+        for (doc, terms) in docs.enumerate() {
+            let doc = u32::try_from(doc).unwrap_or(u32::MAX);
+            for &(term, tf) in terms {
+                let slot = &mut fill[term as usize];
+                postings[*slot as usize] = (doc, tf);
+                *slot += 1;
+            }
         }
         let total: f64 = doc_len.iter().map(|&l| f64::from(l)).sum();
         let avg_len = if doc_len.is_empty() {
@@ -44,9 +68,19 @@ impl Bm25 {
             (total / doc_len.len() as f64).max(1.0) as f32
         };
         Self {
+            offsets,
             postings,
             doc_len,
             avg_len,
+        }
+    }
+
+    /// The postings of a term (empty for an unknown term).
+    fn list(&self, term: u32) -> &[(u32, u32)] {
+        let t = term as usize;
+        match (self.offsets.get(t), self.offsets.get(t + 1)) {
+            (Some(&a), Some(&b)) => &self.postings[a as usize..b as usize],
+            _ => &[],
         }
     }
 
@@ -57,7 +91,7 @@ impl Bm25 {
 
     /// Inverse document frequency of a term (0 for a term no document has).
     pub fn idf(&self, term: u32) -> f32 {
-        let df = self.postings.get(term as usize).map_or(0, Vec::len) as f32;
+        let df = self.list(term).len() as f32;
         if df == 0.0 {
             return 0.0;
         }
@@ -75,10 +109,7 @@ impl Bm25 {
         let mut scores = vec![0.0f32; self.doc_len.len()];
         for &(term, weight) in query {
             let idf = self.idf(term);
-            let Some(list) = self.postings.get(term as usize) else {
-                continue;
-            };
-            for &(doc, tf) in list {
+            for &(doc, tf) in self.list(term) {
                 let len = self.doc_len[doc as usize] as f32;
                 scores[doc as usize] += weight * idf * term_weight(tf as f32, len, self.avg_len);
             }
@@ -110,10 +141,7 @@ pub fn fuse_rrf<K: Clone + Eq + Hash>(rankings: &[Vec<K>], k: f64) -> Vec<(K, f6
             entry.0 += 1.0 / (k + rank as f64 + 1.0);
         }
     }
-    let mut out: Vec<(K, f64, usize)> = scores
-        .into_iter()
-        .map(|(key, (s, o))| (key, s, o))
-        .collect();
+    let mut out: Vec<(K, f64, usize)> = scores.into_iter().map(|(key, (s, o))| (key, s, o)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)));
     out.into_iter().map(|(key, s, _)| (key, s)).collect()
 }
@@ -125,11 +153,8 @@ mod tests {
     #[test]
     fn rarer_terms_and_shorter_documents_score_higher() {
         // term 0 is everywhere, term 1 only in docs 1 and 2; doc 2 is long.
-        let docs: Vec<Vec<(u32, u32)>> = vec![
-            vec![(0, 1)],
-            vec![(0, 1), (1, 1)],
-            vec![(0, 1), (1, 1), (2, 30)],
-        ];
+        let docs: Vec<Vec<(u32, u32)>> =
+            vec![vec![(0, 1)], vec![(0, 1), (1, 1)], vec![(0, 1), (1, 1), (2, 30)]];
         let index = Bm25::build(docs.iter().map(Vec::as_slice));
         assert!(index.idf(1) > index.idf(0));
         let s = index.score(&[(1, 1.0)]);

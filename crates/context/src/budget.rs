@@ -133,11 +133,7 @@ pub fn render_all(items: &[Item]) -> String {
 
 /// Sum of the tokens of included items.
 pub fn total(items: &[Item]) -> usize {
-    items
-        .iter()
-        .filter(|i| i.included())
-        .map(|i| i.tokens)
-        .sum()
+    items.iter().filter(|i| i.included()).map(|i| i.tokens).sum()
 }
 
 /// Step 1: clips the always-kept items to `room`: the task first, then the step, then the
@@ -169,8 +165,7 @@ pub fn clip_always(items: &mut [Item], room: usize, counter: &TokenCounter) -> b
                 continue;
             }
             item.decision = Decision::Clipped;
-            item.reason =
-                "always-kept items alone exceed the hard cap; clipped from the end".into();
+            item.reason = "always-kept items alone exceed the hard cap; clipped from the end".into();
             excess = excess.saturating_sub(before - item.tokens);
         }
     }
@@ -239,8 +234,7 @@ pub fn fit(items: &mut [Item], room: usize, counter: &TokenCounter) {
             item.set_body(fallback, counter);
             if used + item.tokens <= room {
                 item.decision = Decision::Compacted;
-                item.reason =
-                    "the whole file did not fit; its most relevant chunks are shown".into();
+                item.reason = "the whole file did not fit; its most relevant chunks are shown".into();
                 used += item.tokens;
                 continue;
             }
@@ -260,11 +254,7 @@ pub fn fit(items: &mut [Item], room: usize, counter: &TokenCounter) {
 
 /// Step 4: recounts the rendered text and shrinks it from the end until it is at most
 /// `limit` tokens. Returns the text, its token count and the iterations used.
-pub fn enforce_cap(
-    items: &mut [Item],
-    limit: usize,
-    counter: &TokenCounter,
-) -> (String, usize, usize) {
+pub fn enforce_cap(items: &mut [Item], limit: usize, counter: &TokenCounter) -> (String, usize, usize) {
     for iteration in 0..MAX_CAP_ITERATIONS {
         let text = render_all(items);
         let n = counter.count(&text);
@@ -280,9 +270,9 @@ pub fn enforce_cap(
                 [SourceKind::Task, SourceKind::Step, SourceKind::Agents]
                     .iter()
                     .find_map(|k| {
-                        items.iter().position(|i| {
-                            i.included() && i.cand.source == *k && i.tokens > MIN_CLIP_TOKENS
-                        })
+                        items
+                            .iter()
+                            .position(|i| i.included() && i.cand.source == *k && i.tokens > MIN_CLIP_TOKENS)
                     })
             });
         let Some(v) = victim else { break };

@@ -4,6 +4,8 @@
 //! TypeScript/TSX and Go; everything else (and anything that fails to parse) is cut into
 //! fixed line windows.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 use tree_sitter::{Language, Node, Parser};
 
@@ -11,6 +13,10 @@ use tree_sitter::{Language, Node, Parser};
 const MAX_CHUNK_LINES: u32 = 120;
 /// Lines per window for unstructured text and for oversized leaves.
 const WINDOW_LINES: u32 = 60;
+/// Files above this size get line windows without a parse: they are almost always generated
+/// (bindings, tables), and in a typical dependency tree they hold ~40 % of the code bytes, so
+/// parsing them would dominate indexing time for no useful symbols.
+const MAX_PARSE_BYTES: usize = 256 * 1024;
 /// Consecutive unnamed pieces (imports, statements) are merged up to this many lines.
 const MERGE_LINES: u32 = 40;
 
@@ -25,19 +31,19 @@ pub struct Chunk {
     pub name: Option<String>,
 }
 
-/// The grammar for a path, by extension.
-fn language_for(path: &str) -> Option<Language> {
+/// The grammar for a path, by extension, with a name to key the per-thread parser cache.
+fn language_for(path: &str) -> Option<(&'static str, Language)> {
     let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
-    let lang = match ext.as_str() {
-        "rs" => tree_sitter_rust::LANGUAGE,
-        "py" | "pyi" => tree_sitter_python::LANGUAGE,
-        "js" | "jsx" | "mjs" | "cjs" => tree_sitter_javascript::LANGUAGE,
-        "ts" | "mts" | "cts" => tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
-        "tsx" => tree_sitter_typescript::LANGUAGE_TSX,
-        "go" => tree_sitter_go::LANGUAGE,
+    let (name, lang) = match ext.as_str() {
+        "rs" => ("rust", tree_sitter_rust::LANGUAGE),
+        "py" | "pyi" => ("python", tree_sitter_python::LANGUAGE),
+        "js" | "jsx" | "mjs" | "cjs" => ("javascript", tree_sitter_javascript::LANGUAGE),
+        "ts" | "mts" | "cts" => ("typescript", tree_sitter_typescript::LANGUAGE_TYPESCRIPT),
+        "tsx" => ("tsx", tree_sitter_typescript::LANGUAGE_TSX),
+        "go" => ("go", tree_sitter_go::LANGUAGE),
         _ => return None,
     };
-    Some(lang.into())
+    Some((name, lang.into()))
 }
 
 /// Chunks `text` (the content of `path`): symbol-aware when a grammar applies, line windows
@@ -47,7 +53,11 @@ pub fn chunk_file(path: &str, text: &str) -> Vec<Chunk> {
     if total == 0 {
         return Vec::new();
     }
-    let symbolic = language_for(path).and_then(|lang| chunk_with_grammar(&lang, text));
+    let symbolic = if text.len() > MAX_PARSE_BYTES {
+        None
+    } else {
+        language_for(path).and_then(|(name, lang)| chunk_with_grammar(name, &lang, text))
+    };
     match symbolic {
         Some(chunks) if !chunks.is_empty() => chunks,
         _ => windows(1, total, "lines", None),
@@ -77,11 +87,27 @@ fn windows(start: u32, end: u32, kind: &str, name: Option<&str>) -> Vec<Chunk> {
     out
 }
 
+thread_local! {
+    /// One parser per language per thread: creating and configuring a parser per file is
+    /// measurable when indexing thousands of files.
+    static PARSERS: RefCell<Vec<(&'static str, Parser)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Parses and chunks; `None` when the parser cannot be set up or gives no tree.
-fn chunk_with_grammar(lang: &Language, text: &str) -> Option<Vec<Chunk>> {
-    let mut parser = Parser::new();
-    parser.set_language(lang).ok()?;
-    let tree = parser.parse(text, None)?;
+fn chunk_with_grammar(name: &'static str, lang: &Language, text: &str) -> Option<Vec<Chunk>> {
+    let tree = PARSERS.with(|cell| {
+        let mut parsers = cell.borrow_mut();
+        let at = match parsers.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                let mut parser = Parser::new();
+                parser.set_language(lang).ok()?;
+                parsers.push((name, parser));
+                parsers.len() - 1
+            }
+        };
+        parsers[at].1.parse(text, None)
+    })?;
     let mut pieces = Vec::new();
     collect(tree.root_node(), text, &mut pieces);
     Some(merge_unnamed(pieces))
@@ -327,6 +353,17 @@ mod tests {
         assert!(chunks.len() > 10, "{chunks:?}");
         assert_eq!(chunks[0].name.as_deref(), Some("impl Big"));
         assert!(chunks.iter().any(|c| c.name.as_deref() == Some("f39")));
+    }
+
+    #[test]
+    fn huge_files_are_windowed_without_a_parse() {
+        let src = "fn f() {}\n".repeat(MAX_PARSE_BYTES / 10 + 1);
+        let chunks = chunk_file("bindings.rs", &src);
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.kind == "lines" && c.end_line - c.start_line < WINDOW_LINES)
+        );
     }
 
     #[test]

@@ -93,10 +93,7 @@ fn render(lines: &[&str], keep: &[bool]) -> String {
         while i < lines.len() && !keep[i] {
             i += 1;
         }
-        let indent: String = lines[start]
-            .chars()
-            .take_while(|c| c.is_whitespace())
-            .collect();
+        let indent: String = lines[start].chars().take_while(|c| c.is_whitespace()).collect();
         out.push_str(&format!("{indent}… ({} lines omitted)\n", i - start));
     }
     out
@@ -119,10 +116,7 @@ mod tests {
         src.push_str("}\n\nfn load_config(path: &str) {\n    let x = 1;\n    let y = 2;\n    retry_limit(3);\n    let z = 4;\n    let w = 5;\n    let v = 6;\n}\n");
         let out = compact(&src, &set(&["retry"]));
         assert!(out.starts_with("use std::fs;\n"));
-        assert!(
-            out.contains("pub fn unrelated() {\n"),
-            "signature kept: {out}"
-        );
+        assert!(out.contains("pub fn unrelated() {\n"), "signature kept: {out}");
         assert!(out.contains("fn load_config(path: &str) {\n"));
         assert!(
             out.contains("    let y = 2;\n    retry_limit(3);\n    let z = 4;\n    let w = 5;\n"),
@@ -131,10 +125,7 @@ mod tests {
         assert!(!out.contains("let a5"), "{out}");
         assert!(out.contains("… (") && out.contains("lines omitted)"));
         assert!(out.len() < src.len());
-        assert!(
-            !out.contains("let v = 6"),
-            "beyond the two-line window: {out}"
-        );
+        assert!(!out.contains("let v = 6"), "beyond the two-line window: {out}");
     }
 
     #[test]

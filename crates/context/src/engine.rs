@@ -113,11 +113,7 @@ pub struct BuiltContext {
 }
 
 /// Builds the context of one step. Deterministic: same inputs, same output.
-pub fn build_context(
-    index: &RepoIndex,
-    req: &ContextRequest,
-    settings: &ContextSettings,
-) -> BuiltContext {
+pub fn build_context(index: &RepoIndex, req: &ContextRequest, settings: &ContextSettings) -> BuiltContext {
     let counter = TokenCounter::for_model(&req.model);
     let step_text = step_body(&req.step);
     let query = index.prepare(&format!("{}\n{}", req.task, step_text));
@@ -125,18 +121,13 @@ pub fn build_context(
     let mut notes = Vec::new();
 
     let (candidates, mut rejected) = gather(index, req, settings, &step_text, &mut notes);
-    let mut items: Vec<Item> = candidates
-        .into_iter()
-        .map(|c| Item::new(c, &counter))
-        .collect();
+    let mut items: Vec<Item> = candidates.into_iter().map(|c| Item::new(c, &counter)).collect();
     limit_snippets(&mut items, settings.snippet_tokens, &query_terms, &counter);
 
     let fit_room = settings
         .budget_tokens
         .saturating_sub(settings.output_reserve_tokens);
-    let cap_room = settings
-        .hard_cap_tokens
-        .saturating_sub(req.fixed_prompt_tokens);
+    let cap_room = settings.hard_cap_tokens.saturating_sub(req.fixed_prompt_tokens);
     let room = fit_room.min(cap_room);
     let always_clipped = budget::clip_always(&mut items, cap_room, &counter);
     if always_clipped {
@@ -196,10 +187,7 @@ pub fn build_context(
 /// The step as the model reads it.
 fn step_body(step: &StepInput) -> String {
     let mut s = format!("Title: {}\n", step.title);
-    for (label, value) in [
-        ("Rationale", &step.rationale),
-        ("Acceptance", &step.acceptance),
-    ] {
+    for (label, value) in [("Rationale", &step.rationale), ("Acceptance", &step.acceptance)] {
         if !value.is_empty() {
             s.push_str(&format!("{label}: {value}\n"));
         }
@@ -226,8 +214,7 @@ fn gather(
         sources::step(&req.step.title, step_text.to_owned()),
     ];
     out.extend(sources::instruction_files(root, settings.max_file_bytes));
-    let (named, missing) =
-        sources::named_files(index, &query, &req.step.files, settings.max_file_bytes);
+    let (named, missing) = sources::named_files(index, &query, &req.step.files, settings.max_file_bytes);
     let mut rejected: Vec<CandidateDiagnostic> = missing
         .iter()
         .map(|p| rejected_diag(SourceKind::File, p, "named by the step but absent, unreadable or secret-looking (a file the step creates is expected to be absent)"))
@@ -239,12 +226,7 @@ fn gather(
     let mut ranked = sources::repo_chunks(index, &query, &exclude, settings.max_files);
     ranked.extend(sources::memory(index, &query, &req.memory));
     if let Some(dir) = &req.artifacts_dir {
-        ranked.extend(sources::artifacts(
-            index,
-            &query,
-            dir,
-            settings.max_file_bytes,
-        ));
+        ranked.extend(sources::artifacts(index, &query, dir, settings.max_file_bytes));
     }
     ranked.extend(sources::history(
         index,
@@ -314,15 +296,11 @@ fn limit_snippets(items: &mut [Item], max: usize, query: &HashSet<String>, count
         budget::compact_over(one, max, query, counter);
         let item = &mut one[0];
         if item.tokens > max {
-            let clipped = counter.clip(
-                &item.body,
-                max.saturating_sub(counter.count(&item.hint) + 2),
-            );
+            let clipped = counter.clip(&item.body, max.saturating_sub(counter.count(&item.hint) + 2));
             item.body = clipped;
             item.tokens = counter.count(&budget::render(&item.hint, &item.body));
             item.decision = Decision::Clipped;
-            item.reason =
-                format!("longer than the snippet limit of {max} tokens; compacted and clipped");
+            item.reason = format!("longer than the snippet limit of {max} tokens; compacted and clipped");
         } else {
             item.reason = format!("longer than the snippet limit of {max} tokens; compacted");
         }
@@ -394,9 +372,8 @@ mod tests {
         }
         fs::write(r.join("src/net/retry.rs"), &retry).unwrap();
         for i in 0..20 {
-            let body = format!(
-                "pub fn helper_{i}() -> u32 {{\n    // retry budget accounting {i}\n    {i}\n}}\n"
-            );
+            let body =
+                format!("pub fn helper_{i}() -> u32 {{\n    // retry budget accounting {i}\n    {i}\n}}\n");
             fs::write(r.join(format!("src/helper_{i}.rs")), body).unwrap();
         }
         fs::write(
@@ -547,11 +524,7 @@ mod tests {
                 .text
                 .starts_with("[task score=1.00] Task Retry backoff is too aggressive")
         );
-        assert!(
-            built
-                .text
-                .contains("[agents score=1.00] AGENTS.md # Agents\n")
-        );
+        assert!(built.text.contains("[agents score=1.00] AGENTS.md # Agents\n"));
         let first_ranked = &built.items[6];
         assert!(first_ranked.id.starts_with("src/net/retry.rs#L"), "{ids:?}");
         assert!(
@@ -634,14 +607,8 @@ mod tests {
         let d = &built.diagnostics;
         assert!(d.always_kept_clipped);
         assert!(d.notes.iter().any(|n| n.contains("clipped from the end")));
-        assert_eq!(
-            decision_of(&built, "task").unwrap().decision,
-            Decision::Clipped
-        );
-        assert_eq!(
-            decision_of(&built, "step").unwrap().decision,
-            Decision::Kept
-        );
+        assert_eq!(decision_of(&built, "task").unwrap().decision, Decision::Clipped);
+        assert_eq!(decision_of(&built, "step").unwrap().decision, Decision::Kept);
         assert!(d.prompt_tokens <= 900, "{}", d.prompt_tokens);
         assert!(
             built
@@ -757,8 +724,7 @@ mod tests {
             ..ContextSettings::default()
         };
         let built = build_context(&f.index, &req, &settings);
-        let kept =
-            |id: &str| decision_of(&built, id).is_some_and(|d| d.decision != Decision::Dropped);
+        let kept = |id: &str| decision_of(&built, id).is_some_and(|d| d.decision != Decision::Dropped);
         assert!(kept("memory:n1"));
         assert!(kept("artifact:plan.json"));
         assert!(kept("history:h11") && kept("history:h2"));
@@ -777,8 +743,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert!(
-            decision_of(&built, "memory:n2").is_none()
-                && decision_of(&built, "artifact:leak.json").is_none()
+            decision_of(&built, "memory:n2").is_none() && decision_of(&built, "artifact:leak.json").is_none()
         );
         assert!(
             decision_of(&built, "artifact:notes.txt").is_none(),
@@ -805,10 +770,7 @@ mod tests {
         };
         let built = build_context(&f.index, &req, &ContextSettings::default());
         assert!(!built.diagnostics.exact_token_counts);
-        assert_eq!(
-            built.diagnostics.encoding,
-            crate::tokens::Encoding::Cl100kBase
-        );
+        assert_eq!(built.diagnostics.encoding, crate::tokens::Encoding::Cl100kBase);
         let _ = Path::new(f.repo.path());
     }
 }

@@ -7,6 +7,8 @@
 //! [`IndexReport`] counts each case so callers and tests can see what work was done.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -30,8 +32,8 @@ const PATH_WEIGHT: f32 = 0.6;
 const NON_CODE_PRIOR: f32 = 0.5;
 /// Extensions treated as source code.
 const CODE_EXTENSIONS: &[&str] = &[
-    "c", "cc", "cpp", "cs", "cxx", "go", "h", "hpp", "java", "js", "jsx", "kt", "mjs", "cjs",
-    "php", "py", "pyi", "rb", "rs", "scala", "sh", "swift", "ts", "tsx", "mts", "cts",
+    "c", "cc", "cpp", "cs", "cxx", "go", "h", "hpp", "java", "js", "jsx", "kt", "mjs", "cjs", "php", "py",
+    "pyi", "rb", "rs", "scala", "sh", "swift", "ts", "tsx", "mts", "cts",
 ];
 /// Extra weight of a chunk's symbol name terms: they say what the chunk is about.
 const NAME_REPEAT: u32 = 2;
@@ -134,7 +136,6 @@ pub struct Query {
 pub struct RepoIndex {
     root: PathBuf,
     vocab: Vec<String>,
-    term_ids: HashMap<String, u32>,
     files: Vec<IndexedFile>,
     /// `(file, chunk)` of each document of `content`.
     owners: Vec<(u32, u32)>,
@@ -142,15 +143,34 @@ pub struct RepoIndex {
     paths: Bm25,
 }
 
-/// The result of indexing one file's content on a worker thread.
+/// A file left out because of its content (binary, secret); remembered with its stat so an
+/// unchanged one is not read again on every refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedFile {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: u64,
+    pub reason: Exclusion,
+}
+
+/// Why a file's content was excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    Binary,
+    Secret,
+}
+
+/// The result of indexing one file's content on a worker thread. Terms are numbered in a
+/// file-local vocabulary (`terms`) so the single-threaded merge into the global vocabulary
+/// touches each distinct term of a file once, not once per chunk.
 enum Outcome {
     Same,
     New {
         blob: String,
-        chunks: Vec<(Chunk, Vec<(String, u32)>)>,
+        terms: Vec<String>,
+        chunks: Vec<(Chunk, Vec<(u32, u32)>)>,
     },
-    Binary,
-    Secret,
+    Excluded(Exclusion),
     Unreadable,
 }
 
@@ -167,27 +187,22 @@ impl RepoIndex {
             return Err(ContextError::NotADirectory(root));
         }
         let cache_file = cache_path(&root, cache_dir)?;
-        let (cache, mut vocab, cached) = match fs::read(&cache_file) {
+        let (cache, mut vocab, cached, cached_excluded) = match fs::read(&cache_file) {
             Ok(bytes) => match store::decode(&bytes) {
-                Some((v, f)) => (CacheState::Loaded, v, f),
-                None => (CacheState::Rebuilt, Vec::new(), Vec::new()),
+                Some((v, f, x)) => (CacheState::Loaded, v, f, x),
+                None => (CacheState::Rebuilt, Vec::new(), Vec::new(), Vec::new()),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                (CacheState::Missing, Vec::new(), Vec::new())
+                (CacheState::Missing, Vec::new(), Vec::new(), Vec::new())
             }
-            Err(_) => (CacheState::Rebuilt, Vec::new(), Vec::new()),
+            Err(_) => (CacheState::Rebuilt, Vec::new(), Vec::new(), Vec::new()),
         };
         let mut skipped = SkipCounts::default();
         let walked = walk::walk(&root, opts.max_file_bytes, &mut skipped);
-        let mut term_ids: HashMap<String, u32> = vocab
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let (files, stats) = refresh(&walked, cached, &mut vocab, &mut term_ids, &mut skipped);
+        let (files, excluded, stats) = refresh(&walked, cached, cached_excluded, &mut vocab, &mut skipped);
         let changed = stats.hashed > 0 || stats.removed > 0 || cache != CacheState::Loaded;
-        let saved = changed && save(&cache_file, &vocab, &files);
-        let index = Self::assemble(root, vocab, term_ids, files);
+        let saved = changed && save(&cache_file, &vocab, &files, &excluded);
+        let index = Self::assemble(root, vocab, files);
         let report = IndexReport {
             cache,
             files: index.files.len(),
@@ -202,12 +217,7 @@ impl RepoIndex {
     }
 
     /// Builds the BM25 structures over the files.
-    fn assemble(
-        root: PathBuf,
-        vocab: Vec<String>,
-        term_ids: HashMap<String, u32>,
-        files: Vec<IndexedFile>,
-    ) -> Self {
+    fn assemble(root: PathBuf, vocab: Vec<String>, files: Vec<IndexedFile>) -> Self {
         let mut owners = Vec::new();
         for (fi, f) in files.iter().enumerate() {
             for ci in 0..f.chunks.len() {
@@ -223,7 +233,6 @@ impl RepoIndex {
         Self {
             root,
             vocab,
-            term_ids,
             files,
             owners,
             content,
@@ -252,12 +261,17 @@ impl RepoIndex {
                 counts.push((t.to_owned(), 1));
             }
         });
+        // One pass over the vocabulary instead of keeping a 100 000-entry map in memory:
+        // a query has a few dozen terms and this costs a few milliseconds.
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        for (id, term) in self.vocab.iter().enumerate() {
+            if seen.contains_key(term.as_str()) {
+                ids.insert(term.as_str(), id as u32);
+            }
+        }
         let terms = counts
-            .into_iter()
-            .map(|(t, n)| {
-                let id = self.term_ids.get(&t).copied();
-                (t, 1.0 + (n as f32).ln(), id)
-            })
+            .iter()
+            .map(|(t, n)| (t.clone(), 1.0 + (*n as f32).ln(), ids.get(t.as_str()).copied()))
             .collect();
         Query { terms }
     }
@@ -326,11 +340,7 @@ impl RepoIndex {
     /// statistics, so candidates from every source land on the same scale as code chunks.
     /// Query terms the repository never uses get the highest IDF.
     pub fn score_text(&self, query: &Query, text: &str) -> f32 {
-        let mut counts: HashMap<&str, u32> = query
-            .terms
-            .iter()
-            .map(|(t, _, _)| (t.as_str(), 0))
-            .collect();
+        let mut counts: HashMap<&str, u32> = query.terms.iter().map(|(t, _, _)| (t.as_str(), 0)).collect();
         let mut len = 0u32;
         tokenize::for_each_term(text, |t| {
             len += 1;
@@ -363,9 +373,7 @@ impl RepoIndex {
 
     /// The position of a path in [`Self::files`].
     pub fn file_index(&self, path: &str) -> Option<usize> {
-        self.files
-            .binary_search_by(|f| f.path.as_str().cmp(path))
-            .ok()
+        self.files.binary_search_by(|f| f.path.as_str().cmp(path)).ok()
     }
 
     /// Number of distinct terms ever indexed (for diagnostics).
@@ -414,7 +422,7 @@ pub fn cache_path(root: &Path, cache_dir: &Path) -> Result<PathBuf, ContextError
 
 /// Writes the cache atomically (temporary file + rename); a failure only costs a rebuild
 /// next time, so it is reported as `false`, not as an error.
-fn save(path: &Path, vocab: &[String], files: &[IndexedFile]) -> bool {
+fn save(path: &Path, vocab: &[String], files: &[IndexedFile], excluded: &[ExcludedFile]) -> bool {
     let Some(dir) = path.parent() else {
         return false;
     };
@@ -422,7 +430,7 @@ fn save(path: &Path, vocab: &[String], files: &[IndexedFile]) -> bool {
         return false;
     }
     let tmp = dir.join(format!("index.bin.tmp{}", std::process::id()));
-    let ok = fs::write(&tmp, store::encode(vocab, files)).is_ok() && fs::rename(&tmp, path).is_ok();
+    let ok = fs::write(&tmp, store::encode(vocab, files, excluded)).is_ok() && fs::rename(&tmp, path).is_ok();
     if !ok {
         let _ = fs::remove_file(&tmp);
     }
@@ -453,16 +461,28 @@ struct RefreshStats {
 fn refresh(
     walked: &[WalkedFile],
     cached: Vec<IndexedFile>,
+    cached_excluded: Vec<ExcludedFile>,
     vocab: &mut Vec<String>,
-    term_ids: &mut HashMap<String, u32>,
     skipped: &mut SkipCounts,
-) -> (Vec<IndexedFile>, RefreshStats) {
+) -> (Vec<IndexedFile>, Vec<ExcludedFile>, RefreshStats) {
     let mut stats = RefreshStats::default();
-    let mut by_path: HashMap<String, IndexedFile> =
+    let mut by_path: FxHashMap<String, IndexedFile> =
         cached.into_iter().map(|f| (f.path.clone(), f)).collect();
+    let mut excluded_by_path: FxHashMap<String, ExcludedFile> =
+        cached_excluded.into_iter().map(|f| (f.path.clone(), f)).collect();
+    let mut excluded = Vec::new();
     let mut slots: Vec<Option<IndexedFile>> = Vec::with_capacity(walked.len());
     let mut todo: Vec<(usize, Option<String>)> = Vec::new();
     for w in walked {
+        if let Some(x) = excluded_by_path.remove(&w.rel)
+            && x.size == w.size
+            && x.mtime_ns == w.mtime_ns
+        {
+            count_exclusion(skipped, x.reason);
+            excluded.push(x);
+            slots.push(None);
+            continue;
+        }
         match by_path.remove(&w.rel) {
             Some(f) if f.size == w.size && f.mtime_ns == w.mtime_ns => slots.push(Some(f)),
             prev => {
@@ -474,6 +494,7 @@ fn refresh(
     stats.removed = by_path.len();
     stats.hashed = todo.len();
     let outcomes = index_parallel(walked, &todo);
+    let mut ids: Option<FxHashMap<String, u32>> = None;
     for ((slot, _), outcome) in todo.iter().zip(outcomes) {
         let w = &walked[*slot];
         match outcome {
@@ -483,23 +504,44 @@ fn refresh(
                     f.size = w.size;
                 }
             }
-            Outcome::New { blob, chunks } => {
+            Outcome::New { blob, terms, chunks } => {
                 stats.reindexed += 1;
-                slots[*slot] = Some(intern_file(w, blob, chunks, vocab, term_ids));
+                let ids = ids.get_or_insert_with(|| {
+                    vocab
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| (t.clone(), i as u32))
+                        .collect()
+                });
+                slots[*slot] = Some(intern_file(w, blob, terms, chunks, vocab, ids));
             }
             other => {
                 if slots[*slot].take().is_some() {
                     stats.removed += 1;
                 }
                 match other {
-                    Outcome::Binary => skipped.binary += 1,
-                    Outcome::Secret => skipped.secret += 1,
+                    Outcome::Excluded(reason) => {
+                        count_exclusion(skipped, reason);
+                        excluded.push(ExcludedFile {
+                            path: w.rel.clone(),
+                            size: w.size,
+                            mtime_ns: w.mtime_ns,
+                            reason,
+                        });
+                    }
                     _ => skipped.unreadable += 1,
                 }
             }
         }
     }
-    (slots.into_iter().flatten().collect(), stats)
+    (slots.into_iter().flatten().collect(), excluded, stats)
+}
+
+fn count_exclusion(skipped: &mut SkipCounts, reason: Exclusion) {
+    match reason {
+        Exclusion::Binary => skipped.binary += 1,
+        Exclusion::Secret => skipped.secret += 1,
+    }
 }
 
 /// Runs [`index_one`] over `todo` on all cores (the work is CPU-bound parsing).
@@ -543,18 +585,21 @@ fn index_one(file: &WalkedFile, prev_blob: Option<&str>) -> Outcome {
     }
     let text = match walk::classify_content(bytes) {
         Content::Text(t) => t,
-        Content::Binary => return Outcome::Binary,
-        Content::Secret => return Outcome::Secret,
+        Content::Binary => return Outcome::Excluded(Exclusion::Binary),
+        Content::Secret => return Outcome::Excluded(Exclusion::Secret),
     };
     let offsets = line_offsets(&text);
+    let mut local: FxHashMap<String, u32> = FxHashMap::default();
+    let mut terms: Vec<String> = Vec::new();
     let chunks = chunk::chunk_file(&file.rel, &text)
         .into_iter()
         .map(|c| {
-            let terms = count_terms(chunk_slice(&text, &offsets, &c), c.name.as_deref());
-            (c, terms)
+            let slice = chunk_slice(&text, &offsets, &c);
+            let counts = count_terms(slice, c.name.as_deref(), &mut local, &mut terms);
+            (c, counts)
         })
         .collect();
-    Outcome::New { blob, chunks }
+    Outcome::New { blob, terms, chunks }
 }
 
 /// Byte offset of the start of each line, plus the end of the text.
@@ -575,66 +620,67 @@ fn chunk_slice<'a>(text: &'a str, offsets: &[usize], c: &Chunk) -> &'a str {
     text.get(start..end.max(start)).unwrap_or("")
 }
 
-/// Term frequencies of a chunk; the symbol name's terms count extra.
-fn count_terms(text: &str, name: Option<&str>) -> Vec<(String, u32)> {
-    let mut counts: HashMap<String, u32> = HashMap::new();
-    let mut add = |t: &str, n: u32| match counts.get_mut(t) {
-        Some(c) => *c += n,
-        None => {
-            counts.insert(t.to_owned(), n);
-        }
+/// Term frequencies of a chunk in the file-local vocabulary; the symbol name's terms count
+/// extra.
+fn count_terms(
+    text: &str,
+    name: Option<&str>,
+    local: &mut FxHashMap<String, u32>,
+    terms: &mut Vec<String>,
+) -> Vec<(u32, u32)> {
+    let mut counts: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut add = |t: &str, n: u32| {
+        let id = match local.get(t) {
+            Some(&id) => id,
+            None => {
+                let id = terms.len() as u32;
+                terms.push(t.to_owned());
+                local.insert(t.to_owned(), id);
+                id
+            }
+        };
+        *counts.entry(id).or_insert(0) += n;
     };
     tokenize::for_each_term(text, |t| add(t, 1));
     if let Some(name) = name {
         tokenize::for_each_term(name, |t| add(t, NAME_REPEAT));
     }
-    let mut v: Vec<(String, u32)> = counts.into_iter().collect();
-    v.sort_unstable();
-    v
+    counts.into_iter().collect()
 }
 
-/// Maps string terms to vocabulary ids.
-fn intern(
-    terms: Vec<(String, u32)>,
-    vocab: &mut Vec<String>,
-    ids: &mut HashMap<String, u32>,
-) -> Vec<(u32, u32)> {
-    let mut out: Vec<(u32, u32)> = terms
-        .into_iter()
-        .map(|(t, n)| {
-            let id = match ids.get(&t) {
-                Some(&id) => id,
-                None => {
-                    let id = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
-                    vocab.push(t.clone());
-                    ids.insert(t, id);
-                    id
-                }
-            };
-            (id, n)
-        })
-        .collect();
-    out.sort_unstable();
-    out
+/// The global id of a term, adding it to the vocabulary when new.
+fn global_id(term: &str, vocab: &mut Vec<String>, ids: &mut FxHashMap<String, u32>) -> u32 {
+    if let Some(&id) = ids.get(term) {
+        return id;
+    }
+    let id = u32::try_from(vocab.len()).unwrap_or(u32::MAX);
+    vocab.push(term.to_owned());
+    ids.insert(term.to_owned(), id);
+    id
 }
 
+/// Maps a file's local term ids to global ones.
 fn intern_file(
     w: &WalkedFile,
     blob: String,
-    chunks: Vec<(Chunk, Vec<(String, u32)>)>,
+    terms: Vec<String>,
+    chunks: Vec<(Chunk, Vec<(u32, u32)>)>,
     vocab: &mut Vec<String>,
-    ids: &mut HashMap<String, u32>,
+    ids: &mut FxHashMap<String, u32>,
 ) -> IndexedFile {
-    let mut path_counts: HashMap<String, u32> = HashMap::new();
+    let map: Vec<u32> = terms.iter().map(|t| global_id(t, vocab, ids)).collect();
+    let mut path_counts: FxHashMap<u32, u32> = FxHashMap::default();
     for t in tokenize::path_terms(&w.rel) {
-        *path_counts.entry(t).or_insert(0) += 1;
+        *path_counts.entry(global_id(&t, vocab, ids)).or_insert(0) += 1;
     }
-    let path_terms = intern(path_counts.into_iter().collect(), vocab, ids);
+    let mut path_terms: Vec<(u32, u32)> = path_counts.into_iter().collect();
+    path_terms.sort_unstable();
     let chunks = chunks
         .into_iter()
-        .map(|(chunk, terms)| IndexedChunk {
-            chunk,
-            terms: intern(terms, vocab, ids),
+        .map(|(chunk, local)| {
+            let mut terms: Vec<(u32, u32)> = local.into_iter().map(|(t, n)| (map[t as usize], n)).collect();
+            terms.sort_unstable();
+            IndexedChunk { chunk, terms }
         })
         .collect();
     IndexedFile {
@@ -669,11 +715,7 @@ mod tests {
             "fn main() {\n    println!(\"hello\");\n}\n",
         )
         .unwrap();
-        fs::write(
-            r.join("README.md"),
-            "# Demo\nA demo service with retries.\n",
-        )
-        .unwrap();
+        fs::write(r.join("README.md"), "# Demo\nA demo service with retries.\n").unwrap();
         (repo, cache)
     }
 
@@ -728,11 +770,7 @@ mod tests {
         .unwrap();
         let (index, third) = open(repo.path(), cache.path());
         assert_eq!(
-            (
-                third.files_hashed,
-                third.files_reindexed,
-                third.files_removed
-            ),
+            (third.files_hashed, third.files_reindexed, third.files_removed),
             (1, 1, 0)
         );
         assert_eq!(top_paths(&index, "serve forever")[0], "src/main.rs");
@@ -779,12 +817,8 @@ mod tests {
     #[test]
     fn cache_never_lives_inside_the_repository() {
         let (repo, _cache) = fixture();
-        let err = RepoIndex::open(
-            repo.path(),
-            &repo.path().join(".cache"),
-            &IndexOptions::default(),
-        )
-        .unwrap_err();
+        let err =
+            RepoIndex::open(repo.path(), &repo.path().join(".cache"), &IndexOptions::default()).unwrap_err();
         assert!(matches!(err, ContextError::CacheInsideRepo(_)), "{err}");
     }
 
@@ -801,11 +835,7 @@ mod tests {
         fs::write(r.join("logo.png"), [0x89, b'P', b'N', b'G', 0, 0, 1]).unwrap();
         fs::write(r.join(".gitignore"), "generated/\n").unwrap();
         fs::create_dir_all(r.join("generated")).unwrap();
-        fs::write(
-            r.join("generated/retry_gen.rs"),
-            "fn retry_generated() {}\n",
-        )
-        .unwrap();
+        fs::write(r.join("generated/retry_gen.rs"), "fn retry_generated() {}\n").unwrap();
         let (index, report) = open(r, cache.path());
         let paths: Vec<&str> = index.files().iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
@@ -819,6 +849,17 @@ mod tests {
             ]
         );
         assert_eq!((report.skipped.secret, report.skipped.binary), (2, 1));
+        let (_, again) = open(r, cache.path());
+        assert_eq!(
+            (
+                again.files_hashed,
+                again.saved,
+                again.skipped.secret,
+                again.skipped.binary
+            ),
+            (0, false, 2, 1),
+            "excluded files are remembered, not re-read"
+        );
         assert!(
             !top_paths(&index, "ghp retry generated")
                 .iter()
@@ -852,10 +893,7 @@ mod tests {
     #[test]
     fn blob_ids_match_git() {
         // `printf 'hello\n' | git hash-object --stdin`
-        assert_eq!(
-            blob_id(b"hello\n"),
-            "ce013625030ba8dba906f756967f9e9ca394464a"
-        );
+        assert_eq!(blob_id(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
         assert_eq!(blob_id(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
     }
 

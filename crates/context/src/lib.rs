@@ -32,13 +32,13 @@ pub use bm25::fuse_rrf;
 pub use chunk::{Chunk, chunk_file};
 pub use diagnostics::{CandidateDiagnostic, ContextDiagnostics, Decision, ScoreParts, SourceKind};
 pub use engine::{
-    BuiltContext, ContextItem, ContextRequest, ContextSettings, HistoryEntry, MemoryNote,
-    StepInput, build_context,
+    BuiltContext, ContextItem, ContextRequest, ContextSettings, HistoryEntry, MemoryNote, StepInput,
+    build_context,
 };
 pub use error::ContextError;
 pub use index::{
-    CacheState, ChunkHit, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query, RankedFile,
-    RepoIndex, blob_id, file_prior,
+    CacheState, ChunkHit, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query, RankedFile, RepoIndex,
+    blob_id, file_prior,
 };
 pub use secrets::{contains_secret, is_secret_path};
 pub use tokenize::{path_terms, terms};

@@ -26,9 +26,7 @@ pub fn contains_secret(text: &str) -> bool {
     GITHUB.iter().any(|p| has_token(text, p, 36, is_alnum))
         || has_token(text, "github_pat_", 22, is_word)
         || has_token(text, "sk-", 20, |b| is_word(b) || b == b'-')
-        || has_token(text, "AKIA", 16, |b| {
-            b.is_ascii_uppercase() || b.is_ascii_digit()
-        })
+        || has_token(text, "AKIA", 16, |b| b.is_ascii_uppercase() || b.is_ascii_digit())
         || has_private_key_block(text)
 }
 

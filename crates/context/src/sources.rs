@@ -70,14 +70,7 @@ impl Candidate {
         }
     }
 
-    fn ranked(
-        source: SourceKind,
-        id: String,
-        title: String,
-        body: String,
-        content: f32,
-        path: f32,
-    ) -> Self {
+    fn ranked(source: SourceKind, id: String, title: String, body: String, content: f32, path: f32) -> Self {
         let parts = ScoreParts {
             content,
             path,
@@ -141,13 +134,7 @@ pub fn named_files(
             missing.push(rel.to_owned());
             continue;
         };
-        let mut c = Candidate::pinned(
-            SourceKind::File,
-            rel.to_owned(),
-            rel.to_owned(),
-            body,
-            Pin::Named,
-        );
+        let mut c = Candidate::pinned(SourceKind::File, rel.to_owned(), rel.to_owned(), body, Pin::Named);
         c.fallback = relevant_chunks(index, query, rel);
         out.push(c);
     }
@@ -193,12 +180,7 @@ fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String
 }
 
 /// The best repository chunks for the query, outside the named and instruction files.
-pub fn repo_chunks(
-    index: &RepoIndex,
-    query: &Query,
-    exclude: &[String],
-    limit: usize,
-) -> Vec<Candidate> {
+pub fn repo_chunks(index: &RepoIndex, query: &Query, exclude: &[String], limit: usize) -> Vec<Candidate> {
     index
         .search(query, limit + 64)
         .into_iter()
@@ -276,12 +258,7 @@ pub fn artifacts(index: &RepoIndex, query: &Query, dir: &Path, max_bytes: u64) -
 }
 
 /// The last `limit` history summaries (the caller passes them oldest first).
-pub fn history(
-    index: &RepoIndex,
-    query: &Query,
-    entries: &[HistoryEntry],
-    limit: usize,
-) -> Vec<Candidate> {
+pub fn history(index: &RepoIndex, query: &Query, entries: &[HistoryEntry], limit: usize) -> Vec<Candidate> {
     let start = entries.len().saturating_sub(limit);
     entries[start..]
         .iter()
@@ -365,11 +342,7 @@ fn list_dir(dir: &Path) -> Vec<String> {
 
 /// The first non-empty line, trimmed to `max` characters.
 pub fn first_line(text: &str, max: usize) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
     let mut out: String = line.chars().take(max).collect();
     if line.chars().count() > max {
         out.push('…');

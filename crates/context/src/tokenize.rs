@@ -11,10 +11,10 @@ const MAX_TERM_LEN: usize = 48;
 
 /// Words too common in prose and comments to help ranking.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "does", "for",
-    "from", "has", "have", "if", "in", "into", "is", "it", "its", "no", "not", "of", "on", "or",
-    "so", "that", "the", "then", "there", "these", "this", "to", "was", "we", "were", "when",
-    "which", "will", "with", "would", "you",
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "does", "for", "from",
+    "has", "have", "if", "in", "into", "is", "it", "its", "no", "not", "of", "on", "or", "so", "that", "the",
+    "then", "there", "these", "this", "to", "was", "we", "were", "when", "which", "will", "with", "would",
+    "you",
 ];
 
 /// Whether `term` (lower-case) is a stop word.
@@ -61,7 +61,8 @@ pub fn terms(text: &str) -> Vec<String> {
 
 /// Whether a lower-case term is worth indexing.
 fn keep(term: &str) -> bool {
-    term.len() >= 2 && !term.bytes().all(|b| b.is_ascii_digit()) && !is_stop_word(term)
+    // Every stop word is at most 5 bytes: skip the search for longer terms (the hot path).
+    term.len() >= 2 && !term.bytes().all(|b| b.is_ascii_digit()) && (term.len() > 5 || !is_stop_word(term))
 }
 
 /// Maximal runs of ASCII letters, digits and underscores.

@@ -135,12 +135,7 @@ mod tests {
         ] {
             assert_eq!(Encoding::for_model(m), (Encoding::O200kBase, true), "{m}");
         }
-        for m in [
-            "gpt-4",
-            "gpt-4-turbo",
-            "gpt-3.5-turbo",
-            "text-embedding-3-small",
-        ] {
+        for m in ["gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "text-embedding-3-small"] {
             assert_eq!(Encoding::for_model(m), (Encoding::Cl100kBase, true), "{m}");
         }
         assert_eq!(

@@ -214,10 +214,7 @@ mod tests {
         fs::write(root.join("src/big.rs"), "x".repeat(2000)).unwrap_or_else(|e| panic!("{e}"));
         let mut skips = SkipCounts::default();
         let files = walk(root, 1000, &mut skips);
-        assert_eq!(
-            names(&files),
-            [".github/copilot-instructions.md", "src/lib.rs"]
-        );
+        assert_eq!(names(&files), [".github/copilot-instructions.md", "src/lib.rs"]);
         assert_eq!(skips.secret, 2);
         assert_eq!(skips.oversized, 1);
         assert_eq!(skips.vendored_or_generated, 2);
