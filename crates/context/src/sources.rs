@@ -101,12 +101,32 @@ pub fn read_safe(path: &Path, rel: &str, max_bytes: u64) -> Option<String> {
     }
 }
 
+/// Reads a repository file named by untrusted input (a plan's step, a fixed list): only a
+/// relative path without `..` or `.git` components whose real location (symlinks resolved)
+/// stays inside the repository, then the [`read_safe`] checks.
+pub fn read_repo_file(root: &Path, rel: &str, max_bytes: u64) -> Option<String> {
+    let path = Path::new(rel);
+    let plain = path.components().all(|c| match c {
+        std::path::Component::Normal(name) => name != ".git",
+        std::path::Component::CurDir => true,
+        _ => false,
+    });
+    if !plain {
+        return None;
+    }
+    let real = fs::canonicalize(root.join(path)).ok()?;
+    if !real.starts_with(root) {
+        return None;
+    }
+    read_safe(&real, rel, max_bytes)
+}
+
 /// The repository's instruction files that exist.
 pub fn instruction_files(root: &Path, max_bytes: u64) -> Vec<Candidate> {
     INSTRUCTION_FILES
         .iter()
         .filter_map(|rel| {
-            let body = read_safe(&root.join(rel), rel, max_bytes)?;
+            let body = read_repo_file(root, rel, max_bytes)?;
             Some(Candidate::pinned(
                 SourceKind::Agents,
                 (*rel).into(),
@@ -130,7 +150,7 @@ pub fn named_files(
     let mut missing = Vec::new();
     for rel in files {
         let rel = rel.trim_start_matches("./");
-        let Some(body) = read_safe(&index.root().join(rel), rel, max_bytes) else {
+        let Some(body) = read_repo_file(index.root(), rel, max_bytes) else {
             missing.push(rel.to_owned());
             continue;
         };
@@ -145,7 +165,7 @@ pub fn named_files(
 fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String> {
     let fi = index.file_index(rel)?;
     let file = &index.files()[fi];
-    let text = fs::read_to_string(index.root().join(rel)).ok()?;
+    let text = read_repo_file(index.root(), rel, u64::MAX)?;
     let mut scored: Vec<(f32, usize)> = file
         .chunks
         .iter()
@@ -370,4 +390,46 @@ pub fn step(title: &str, body: String) -> Candidate {
         body,
         Pin::Always,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_paths_cannot_leave_the_repository_or_enter_git() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("repo");
+        fs::create_dir_all(root.join(".git")).unwrap();
+        fs::create_dir_all(root.join("src")).unwrap();
+        fs::write(outer.path().join("outside.txt"), "private").unwrap();
+        fs::write(root.join(".git/config"), "[core]").unwrap();
+        fs::write(root.join("src/lib.rs"), "fn a() {}").unwrap();
+        let root = fs::canonicalize(&root).unwrap();
+        assert_eq!(
+            read_repo_file(&root, "src/lib.rs", 1 << 20).as_deref(),
+            Some("fn a() {}")
+        );
+        assert_eq!(
+            read_repo_file(&root, "./src/lib.rs", 1 << 20).as_deref(),
+            Some("fn a() {}")
+        );
+        for bad in [
+            "../outside.txt",
+            "src/../../outside.txt",
+            ".git/config",
+            "/etc/hostname",
+        ] {
+            assert_eq!(read_repo_file(&root, bad, 1 << 20), None, "{bad}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(outer.path().join("outside.txt"), root.join("src/link.rs")).unwrap();
+            assert_eq!(
+                read_repo_file(&root, "src/link.rs", 1 << 20),
+                None,
+                "symlink out of the repository"
+            );
+        }
+    }
 }
