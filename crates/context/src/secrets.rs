@@ -22,8 +22,7 @@ pub fn is_secret_path(path: &str) -> bool {
 /// `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), OpenAI-style keys (`sk-…`), AWS access
 /// key ids (`AKIA…`) or a PEM private key block.
 pub fn contains_secret(text: &str) -> bool {
-    const GITHUB: &[&str] = &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"];
-    GITHUB.iter().any(|p| has_token(text, p, 36, is_alnum))
+    has_github_token(text)
         || has_token(text, "github_pat_", 22, is_word)
         || has_token(text, "sk-", 20, |b| is_word(b) || b == b'-')
         || has_token(text, "AKIA", 16, |b| b.is_ascii_uppercase() || b.is_ascii_digit())
@@ -36,6 +35,25 @@ fn is_alnum(b: u8) -> bool {
 
 fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Classic GitHub tokens in one pass over the text (this runs on every indexed file): `gh`
+/// at a word start, then `p_`/`o_`/`u_`/`s_`/`r_` and 36 alphanumerics.
+fn has_github_token(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices("gh").any(|(at, _)| {
+        if at > 0 && is_word(bytes[at - 1]) {
+            return false;
+        }
+        let rest = &bytes[at + 2..];
+        let run =
+            |skip: usize, class: fn(u8) -> bool| rest.iter().skip(skip).take_while(|&&b| class(b)).count();
+        match rest {
+            [b'p' | b'o' | b'u' | b's' | b'r', b'_', ..] => run(2, is_alnum) >= 36,
+            _ if rest.starts_with(b"ithub_pat_") => run(10, is_word) >= 22,
+            _ => false,
+        }
+    })
 }
 
 /// Whether `prefix` occurs at a word start followed by at least `min_len` bytes of `class`.
