@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::{self, Item};
 use crate::diagnostics::{CandidateDiagnostic, ContextDiagnostics, Decision, SourceKind};
-use crate::index::RepoIndex;
+use crate::index::{Query, RepoIndex};
 use crate::sources::{self, Candidate, Pin};
 use crate::tokens::TokenCounter;
 
@@ -120,7 +120,7 @@ pub fn build_context(index: &RepoIndex, req: &ContextRequest, settings: &Context
     let query_terms: HashSet<String> = query.terms.iter().map(|(t, _, _)| t.clone()).collect();
     let mut notes = Vec::new();
 
-    let (candidates, mut rejected) = gather(index, req, settings, &step_text, &mut notes);
+    let (candidates, mut rejected) = gather(index, &query, req, settings, &step_text, &mut notes);
     let mut items: Vec<Item> = candidates.into_iter().map(|c| Item::new(c, &counter)).collect();
     limit_snippets(&mut items, settings.snippet_tokens, &query_terms, &counter);
 
@@ -202,19 +202,19 @@ fn step_body(step: &StepInput) -> String {
 /// diagnostics of those rejected before fitting (below min score, past top-k, missing).
 fn gather(
     index: &RepoIndex,
+    query: &Query,
     req: &ContextRequest,
     settings: &ContextSettings,
     step_text: &str,
     notes: &mut Vec<String>,
 ) -> (Vec<Candidate>, Vec<CandidateDiagnostic>) {
-    let query = index.prepare(&format!("{}\n{}", req.task, step_text));
     let root = index.root();
     let mut out = vec![
         sources::task(&req.task),
         sources::step(&req.step.title, step_text.to_owned()),
     ];
     out.extend(sources::instruction_files(root, settings.max_file_bytes));
-    let (named, missing) = sources::named_files(index, &query, &req.step.files, settings.max_file_bytes);
+    let (named, missing) = sources::named_files(index, query, &req.step.files, settings.max_file_bytes);
     let mut rejected: Vec<CandidateDiagnostic> = missing
         .iter()
         .map(|p| rejected_diag(SourceKind::File, p, "named by the step but absent, unreadable or secret-looking (a file the step creates is expected to be absent)"))
@@ -223,19 +223,19 @@ fn gather(
     exclude.extend(sources::INSTRUCTION_FILES.iter().map(|s| (*s).to_owned()));
     out.extend(named);
 
-    let mut ranked = sources::repo_chunks(index, &query, &exclude, settings.max_files);
-    ranked.extend(sources::memory(index, &query, &req.memory));
+    let mut ranked = sources::repo_chunks(index, query, &exclude, settings.max_files);
+    ranked.extend(sources::memory(index, query, &req.memory));
     if let Some(dir) = &req.artifacts_dir {
-        ranked.extend(sources::artifacts(index, &query, dir, settings.max_file_bytes));
+        ranked.extend(sources::artifacts(index, query, dir, settings.max_file_bytes));
     }
     ranked.extend(sources::history(
         index,
-        &query,
+        query,
         &req.history,
         settings.history_limit,
     ));
     if let Some(dir) = &settings.docs_dir {
-        ranked.extend(sources::docs(index, &query, dir, settings.max_file_bytes));
+        ranked.extend(sources::docs(index, query, dir, settings.max_file_bytes));
     }
     let (kept, mut dropped) = select(ranked, settings);
     if kept.is_empty() {

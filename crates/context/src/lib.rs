@@ -54,7 +54,18 @@ pub fn rank_files(
     top: usize,
     cache_dir: &Path,
 ) -> Result<Vec<RankedFile>, ContextError> {
-    let (index, _report) = RepoIndex::open(repo, cache_dir, &IndexOptions::default())?;
+    rank_files_with(repo, query, top, cache_dir, &IndexOptions::default())
+}
+
+/// [`rank_files`] with explicit index options (the configured `max_file_bytes`).
+pub fn rank_files_with(
+    repo: &Path,
+    query: &str,
+    top: usize,
+    cache_dir: &Path,
+    opts: &IndexOptions,
+) -> Result<Vec<RankedFile>, ContextError> {
+    let (index, _report) = RepoIndex::open(repo, cache_dir, opts)?;
     let q = index.prepare(query);
     Ok(index.rank_files(&q, top))
 }

@@ -4,6 +4,7 @@
 //! term statistics ([`RepoIndex::score_text`] for text that is not in the index), so a memory
 //! note and a code chunk are on one scale and can be ranked together.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -201,15 +202,26 @@ fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String
 
 /// The best repository chunks for the query, outside the named and instruction files.
 pub fn repo_chunks(index: &RepoIndex, query: &Query, exclude: &[String], limit: usize) -> Vec<Candidate> {
+    let excluded_chunks: usize = exclude
+        .iter()
+        .filter_map(|p| index.file_index(p))
+        .map(|fi| index.files()[fi].chunks.len())
+        .sum();
+    // Each file is read once however many of its chunks are offered.
+    let mut texts: HashMap<usize, Option<String>> = HashMap::new();
     index
-        .search(query, limit + 64)
+        .search(query, limit.saturating_add(excluded_chunks))
         .into_iter()
         .filter(|h| !exclude.iter().any(|e| *e == index.files()[h.file].path))
         .take(limit)
         .filter_map(|h| {
             let file = &index.files()[h.file];
             let c = &file.chunks[h.chunk].chunk;
-            let body = index.chunk_text(h.file, h.chunk)?;
+            let text = texts
+                .entry(h.file)
+                .or_insert_with(|| fs::read_to_string(index.root().join(&file.path)).ok())
+                .as_deref()?;
+            let body = chunk::slice_lines(text, c.start_line, c.end_line);
             let id = format!("{}#L{}-{}", file.path, c.start_line, c.end_line);
             Some(Candidate::ranked(
                 SourceKind::File,
