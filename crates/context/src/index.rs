@@ -68,6 +68,8 @@ pub enum CacheState {
     Loaded,
     /// Cache unreadable, corrupt or of another format version: rebuilt from scratch.
     Rebuilt,
+    /// The cache directory cannot be created: built in memory, nothing saved.
+    Unavailable,
 }
 
 /// What opening the index did.
@@ -187,21 +189,23 @@ impl RepoIndex {
             return Err(ContextError::NotADirectory(root));
         }
         let cache_file = cache_path(&root, cache_dir)?;
-        let (cache, mut vocab, cached, cached_excluded) = match fs::read(&cache_file) {
-            Ok(bytes) => match store::decode(&bytes) {
+        let read = cache_file.as_deref().map(fs::read);
+        let (cache, mut vocab, cached, cached_excluded) = match read {
+            None => (CacheState::Unavailable, Vec::new(), Vec::new(), Vec::new()),
+            Some(Ok(bytes)) => match store::decode(&bytes) {
                 Some((v, f, x)) => (CacheState::Loaded, v, f, x),
                 None => (CacheState::Rebuilt, Vec::new(), Vec::new(), Vec::new()),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 (CacheState::Missing, Vec::new(), Vec::new(), Vec::new())
             }
-            Err(_) => (CacheState::Rebuilt, Vec::new(), Vec::new(), Vec::new()),
+            Some(Err(_)) => (CacheState::Rebuilt, Vec::new(), Vec::new(), Vec::new()),
         };
         let mut skipped = SkipCounts::default();
         let walked = walk::walk(&root, opts.max_file_bytes, &mut skipped);
         let (files, excluded, stats) = refresh(&walked, cached, cached_excluded, &mut vocab, &mut skipped);
         let changed = stats.hashed > 0 || stats.removed > 0 || cache != CacheState::Loaded;
-        let saved = changed && save(&cache_file, &vocab, &files, &excluded);
+        let saved = changed && cache_file.is_some_and(|f| save(&f, &vocab, &files, &excluded));
         let index = Self::assemble(root, vocab, files);
         let report = IndexReport {
             cache,
@@ -397,13 +401,20 @@ pub fn file_prior(path: &str) -> f32 {
 }
 
 /// The cache file of a repository: `<cache_dir>/<dir name>-<sha1 of the path, 16 hex>/index.bin`.
+///
 /// Refuses a cache directory inside the repository (it would index its own cache and pollute
-/// the checkout).
-pub fn cache_path(root: &Path, cache_dir: &Path) -> Result<PathBuf, ContextError> {
-    fs::create_dir_all(cache_dir).map_err(|e| ContextError::io(cache_dir, e))?;
-    let cache_abs = fs::canonicalize(cache_dir).map_err(|e| ContextError::io(cache_dir, e))?;
+/// the checkout); the check is made before anything is created. `Ok(None)` when the
+/// directory cannot be created: the index is then built in memory only, a query never fails
+/// because of the cache.
+pub fn cache_path(root: &Path, cache_dir: &Path) -> Result<Option<PathBuf>, ContextError> {
+    let Some(cache_abs) = resolve(cache_dir) else {
+        return Ok(None);
+    };
     if cache_abs.starts_with(root) {
         return Err(ContextError::CacheInsideRepo(cache_abs));
+    }
+    if fs::create_dir_all(&cache_abs).is_err() || !cache_abs.is_dir() {
+        return Ok(None);
     }
     let digest = hex(&Sha1::digest(root.to_string_lossy().as_bytes()));
     let name: String = root
@@ -415,9 +426,32 @@ pub fn cache_path(root: &Path, cache_dir: &Path) -> Result<PathBuf, ContextError
                 .collect()
         })
         .unwrap_or_else(|| "root".into());
-    Ok(cache_abs
-        .join(format!("{name}-{}", &digest[..16]))
-        .join("index.bin"))
+    Ok(Some(
+        cache_abs
+            .join(format!("{name}-{}", &digest[..16]))
+            .join("index.bin"),
+    ))
+}
+
+/// The absolute, symlink-free form of a path that may not exist yet: its nearest existing
+/// ancestor canonicalized, plus the remaining names. `None` for paths with `..` in the
+/// missing part or without any existing ancestor.
+fn resolve(dir: &Path) -> Option<PathBuf> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(dir)
+    };
+    let mut existing = abs.as_path();
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(mut real) = fs::canonicalize(existing) {
+            real.extend(missing.iter().rev());
+            return Some(real);
+        }
+        missing.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
 }
 
 /// Writes the cache atomically (temporary file + rename); a failure only costs a rebuild
@@ -802,7 +836,7 @@ mod tests {
         let (repo, cache) = fixture();
         open(repo.path(), cache.path());
         let root = fs::canonicalize(repo.path()).unwrap();
-        let file = cache_path(&root, cache.path()).unwrap();
+        let file = cache_path(&root, cache.path()).unwrap().unwrap();
         fs::write(&file, b"garbage").unwrap();
         let (index, report) = open(repo.path(), cache.path());
         assert_eq!(
@@ -817,9 +851,23 @@ mod tests {
     #[test]
     fn cache_never_lives_inside_the_repository() {
         let (repo, _cache) = fixture();
-        let err =
-            RepoIndex::open(repo.path(), &repo.path().join(".cache"), &IndexOptions::default()).unwrap_err();
+        let inside = repo.path().join(".cache/indexes");
+        let err = RepoIndex::open(repo.path(), &inside, &IndexOptions::default()).unwrap_err();
         assert!(matches!(err, ContextError::CacheInsideRepo(_)), "{err}");
+        assert!(
+            !repo.path().join(".cache").exists(),
+            "refused before creating anything"
+        );
+    }
+
+    #[test]
+    fn an_unusable_cache_directory_does_not_fail_the_query() {
+        let (repo, cache) = fixture();
+        let not_a_dir = cache.path().join("file");
+        fs::write(&not_a_dir, "x").unwrap();
+        let (index, report) = open(repo.path(), &not_a_dir.join("indexes"));
+        assert_eq!((report.cache, report.saved), (CacheState::Unavailable, false));
+        assert_eq!(top_paths(&index, "retry")[0], "src/net/retry.rs");
     }
 
     #[test]
