@@ -213,8 +213,17 @@ fn gather(
         sources::task(&req.task),
         sources::step(&req.step.title, step_text.to_owned()),
     ];
-    out.extend(sources::instruction_files(root, settings.max_file_bytes));
-    let (named, missing) = sources::named_files(index, query, &req.step.files, settings.max_file_bytes);
+    let instructions = sources::instruction_files(root, settings.max_file_bytes);
+    // A step that names an instruction file already sees it whole: offer it once.
+    let wanted: Vec<String> = req
+        .step
+        .files
+        .iter()
+        .filter(|f| !instructions.iter().any(|i| i.id == f.trim_start_matches("./")))
+        .cloned()
+        .collect();
+    out.extend(instructions);
+    let (named, missing) = sources::named_files(index, query, &wanted, settings.max_file_bytes);
     let mut rejected: Vec<CandidateDiagnostic> = missing
         .iter()
         .map(|p| rejected_diag(SourceKind::File, p, "named by the step but absent, unreadable or secret-looking (a file the step creates is expected to be absent)"))
@@ -538,6 +547,20 @@ mod tests {
         assert_eq!(absent.decision, Decision::Dropped);
         assert!(absent.reason.contains("absent"));
         assert!(!built.text.contains("RETRY_TOKEN"), ".env is never offered");
+        let mut req = request();
+        req.step.files = vec!["AGENTS.md".into(), ".env".into(), "../outside.rs".into()];
+        let built = build_context(&f.index, &req, &ContextSettings::default());
+        assert_eq!(
+            built
+                .text
+                .matches("Run `make check` before every commit.")
+                .count(),
+            1,
+            "offered once"
+        );
+        for p in [".env", "../outside.rs"] {
+            assert_eq!(decision_of(&built, p).unwrap().decision, Decision::Dropped, "{p}");
+        }
     }
 
     #[test]
