@@ -8,6 +8,8 @@
 //! * `warm_query`: rank files with the index in memory (what a long-running worker does);
 //! * `rank_files_cached`: [`rank_files`] end to end on an unchanged tree with a warm cache
 //!   (load the cache, stat every file, rank);
+//! * `reindex_one_changed_file`: open the cached index after one file changed (one file
+//!   re-indexed, the cache rewritten);
 //! * `build_context`: one step's context with the default settings, index in memory.
 
 use std::fs;
