@@ -137,11 +137,19 @@ pub fn build_context(index: &RepoIndex, req: &ContextRequest, settings: &Context
     let compacted = budget::total(&items) > threshold
         && budget::compact_over(&mut items, threshold, &query_terms, &counter);
     budget::fit(&mut items, room, &counter);
-    let always: usize = items
+    // Counted on their rendered text: the separators between items cost tokens too.
+    let always_items: Vec<Item> = items
         .iter()
         .filter(|i| i.cand.pin == Pin::Always && i.included())
-        .map(|i| i.tokens)
-        .sum();
+        .cloned()
+        .collect();
+    let always = counter.count(&budget::render_all(&always_items));
+    if always > room {
+        notes.push(format!(
+            "the task, step and instruction files take {always} tokens, more than budget − output reserve ({room}); \
+             they are kept whole up to the hard cap and nothing else was added"
+        ));
+    }
     let limit = room.max(always).min(cap_room);
     let (text, context_tokens, cap_iterations) = budget::enforce_cap(&mut items, limit, &counter);
     if cap_iterations >= 16 {
@@ -642,6 +650,37 @@ mod tests {
             built.text.contains("Title: Add jitter to the retry policy"),
             "the step survives"
         );
+    }
+
+    #[test]
+    fn always_kept_items_above_the_budget_but_under_the_cap_stay_whole() {
+        let f = fixture();
+        let req = ContextRequest {
+            task: "The retry loop never stops. ".repeat(120),
+            ..request()
+        };
+        let settings = ContextSettings {
+            budget_tokens: 700,
+            output_reserve_tokens: 200,
+            hard_cap_tokens: 5_000,
+            ..ContextSettings::default()
+        };
+        let built = build_context(&f.index, &req, &settings);
+        let d = &built.diagnostics;
+        assert!(!d.always_kept_clipped);
+        assert_eq!(decision_of(&built, "task").unwrap().decision, Decision::Kept);
+        assert!(
+            d.notes.iter().any(|n| n.contains("nothing else was added")),
+            "{:?}",
+            d.notes
+        );
+        assert!(
+            built
+                .items
+                .iter()
+                .all(|i| matches!(i.source, SourceKind::Task | SourceKind::Step | SourceKind::Agents))
+        );
+        assert!(d.context_tokens > 500 && d.prompt_tokens <= 5_000);
     }
 
     #[test]
