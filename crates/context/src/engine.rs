@@ -504,6 +504,50 @@ mod tests {
     }
 
     #[test]
+    fn budget_invariants_hold_across_a_sweep_of_settings() {
+        let f = fixture();
+        let counter = TokenCounter::for_model("gpt-4o");
+        let mut seed = 0x2545_f491_u64;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        for _ in 0..24 {
+            let budget = 400 + next(6_000);
+            let reserve = next(budget / 2);
+            let fixed = next(300);
+            let cap = fixed + 300 + next(budget);
+            let settings = ContextSettings {
+                budget_tokens: budget,
+                output_reserve_tokens: reserve,
+                hard_cap_tokens: cap,
+                compaction_ratio: next(100) as f64 / 100.0,
+                top_k: 1 + next(30),
+                min_score: next(50) as f64 / 100.0,
+                ..ContextSettings::default()
+            };
+            let req = ContextRequest {
+                model: "gpt-4o".into(),
+                fixed_prompt_tokens: fixed,
+                ..request()
+            };
+            let built = build_context(&f.index, &req, &settings);
+            let d = &built.diagnostics;
+            let case = format!("{settings:?} fixed {fixed}: {} tokens", d.context_tokens);
+            assert_eq!(counter.count(&built.text), d.context_tokens, "{case}");
+            assert!(d.prompt_tokens <= cap, "{case}");
+            assert!(d.context_tokens <= (budget - reserve).min(cap - fixed), "{case}");
+            assert_eq!(
+                built,
+                build_context(&f.index, &req, &settings),
+                "deterministic: {case}"
+            );
+        }
+    }
+
+    #[test]
     fn the_same_inputs_give_the_same_context() {
         let f = fixture();
         let settings = ContextSettings {
