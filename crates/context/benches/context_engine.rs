@@ -106,6 +106,19 @@ fn benches(c: &mut Criterion) {
     g.bench_function("rank_files_cached", |b| {
         b.iter(|| rank_files(repo.path(), QUERY, 10, cache.path()))
     });
+    let touched = repo.path().join(&index.files()[index.files().len() / 2].path);
+    let original = fs::read_to_string(&touched).unwrap_or_default();
+    let mut round = 0u64;
+    g.bench_function("reindex_one_changed_file", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                let _ = fs::write(&touched, format!("{original}\n// edit {round}\n"));
+            },
+            |()| RepoIndex::open(repo.path(), cache.path(), &opts).map(|(_, r)| r.files_reindexed),
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 
     let mut g = c.benchmark_group("context");
