@@ -67,6 +67,16 @@ pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
         .sum()
 }
 
+/// The mutable side of a [`MeteredModel`].
+#[derive(Debug, Default)]
+struct Ledger {
+    meter: Meter,
+    calls: Vec<CallRecord>,
+    /// Worst cases of the calls in flight: concurrent calls (embeddings
+    /// next to a chat, say) must not each see the same headroom.
+    reserved_usd: f64,
+}
+
 /// A [`LanguageModel`] with the job's budget gate and meter around it.
 pub struct MeteredModel<'a> {
     model: &'a dyn LanguageModel,
@@ -76,7 +86,7 @@ pub struct MeteredModel<'a> {
     /// `meter.usd` when this meter was made: `limits.daily_remaining_usd`
     /// was computed then, so only spending since counts against it.
     usd_at_start: f64,
-    state: Mutex<(Meter, Vec<CallRecord>)>,
+    ledger: Mutex<Ledger>,
 }
 
 impl<'a> MeteredModel<'a> {
@@ -102,22 +112,25 @@ impl<'a> MeteredModel<'a> {
             limits,
             started,
             usd_at_start: meter.usd,
-            state: Mutex::new((meter, Vec::new())),
+            ledger: Mutex::new(Ledger {
+                meter,
+                ..Ledger::default()
+            }),
         }
     }
 
     /// What the job has used so far.
     pub fn meter(&self) -> Meter {
-        self.lock().0.clone()
+        self.lock().meter.clone()
     }
 
     /// The calls made since the last drain, for the job's cost entries.
     pub fn drain_calls(&self) -> Vec<CallRecord> {
-        std::mem::take(&mut self.lock().1)
+        std::mem::take(&mut self.lock().calls)
     }
 
     /// Gate, call, record. Nothing is sent when the gate refuses or the job
-    /// is cancelled.
+    /// is cancelled; a sent request counts even when it fails.
     pub async fn chat(
         &self,
         request: &ChatRequest,
@@ -126,14 +139,18 @@ impl<'a> MeteredModel<'a> {
         if cancel.is_cancelled() {
             return Err(AgentError::Cancelled);
         }
-        self.gate(request)?;
-        self.lock().0.requests += 1;
-        let response = self.model.chat(request, cancel).await?;
+        let reservation = self.reserve(request)?;
+        let response = self.model.chat(request, cancel).await;
+        drop(reservation);
+        let response = response?;
         self.record(&request.model, &response);
         Ok(response)
     }
 
-    fn gate(&self, request: &ChatRequest) -> Result<(), AgentError> {
+    /// Checks the budgets with this call's worst case and, under the same
+    /// lock, counts the request and reserves the worst case until the call
+    /// ends (the guard releases it, also when the call's future is dropped).
+    fn reserve(&self, request: &ChatRequest) -> Result<Reservation<'_, 'a>, AgentError> {
         let prompt = estimate_prompt_tokens(&request.messages);
         let worst = budget::worst_case_usd(
             self.pricing,
@@ -141,15 +158,20 @@ impl<'a> MeteredModel<'a> {
             prompt,
             request.max_completion_tokens,
         );
-        let meter = self.meter();
+        let mut ledger = self.lock();
         let spent = Spent {
-            usd: meter.usd,
-            requests: meter.requests,
+            usd: ledger.meter.usd + ledger.reserved_usd,
+            requests: ledger.meter.requests,
             elapsed: self.started.elapsed(),
-            usd_today_by_this_job: meter.usd - self.usd_at_start,
+            usd_today_by_this_job: ledger.meter.usd + ledger.reserved_usd - self.usd_at_start,
         };
         budget::check(&self.limits, &spent, worst)?;
-        Ok(())
+        ledger.meter.requests += 1;
+        ledger.reserved_usd += worst;
+        Ok(Reservation {
+            owner: self,
+            usd: worst,
+        })
     }
 
     fn record(&self, model: &str, response: &ChatResponse) {
@@ -157,8 +179,8 @@ impl<'a> MeteredModel<'a> {
         let usd = self
             .pricing
             .cost(model, usage.prompt_tokens, usage.completion_tokens);
-        let mut state = self.lock();
-        let (meter, calls) = &mut *state;
+        let mut ledger = self.lock();
+        let meter = &mut ledger.meter;
         meter.usd += usd;
         meter.tokens_in += usage.prompt_tokens;
         meter.tokens_out += usage.completion_tokens;
@@ -167,7 +189,7 @@ impl<'a> MeteredModel<'a> {
         m.tokens_in += usage.prompt_tokens;
         m.tokens_out += usage.completion_tokens;
         m.usd += usd;
-        calls.push(CallRecord {
+        ledger.calls.push(CallRecord {
             model: model.to_string(),
             answered_model: response.model.clone(),
             tokens_in: usage.prompt_tokens,
@@ -176,13 +198,25 @@ impl<'a> MeteredModel<'a> {
         });
     }
 
-    /// The meter stays usable even if a thread panicked while holding it:
-    /// its numbers are plain counters, never left half-updated in a way
-    /// that matters more than losing them.
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Meter, Vec<CallRecord>)> {
-        self.state
+    /// The ledger stays usable even if a thread panicked while holding it:
+    /// its numbers are plain counters.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A call's worst case, held while the call is in flight.
+struct Reservation<'m, 'a> {
+    owner: &'m MeteredModel<'a>,
+    usd: f64,
+}
+
+impl Drop for Reservation<'_, '_> {
+    fn drop(&mut self) {
+        let mut ledger = self.owner.lock();
+        ledger.reserved_usd = (ledger.reserved_usd - self.usd).max(0.0);
     }
 }
 
@@ -301,6 +335,23 @@ mod tests {
         let err = m.chat(&request("gpt-4.1", "x", 10), &cancel).await.unwrap_err();
         assert!(matches!(err, AgentError::Cancelled));
         assert_eq!(fake.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn calls_in_flight_hold_their_worst_case() {
+        let fake = ScriptedModel::new();
+        let pricing = pricing();
+        // Each call's worst case is 1000 × $0.008/1k = $0.008; two fit in $0.01 only one at a time.
+        let tight = Limits {
+            usd: 0.01,
+            ..limits()
+        };
+        let m = MeteredModel::new(&fake, &pricing, tight, Instant::now());
+        let r = request("gpt-4.1", "x", 1000);
+        let held = m.reserve(&r).unwrap();
+        assert_eq!(m.reserve(&r).err().map(|e| e.code()), Some("budget_usd"));
+        drop(held);
+        assert!(m.reserve(&r).is_ok(), "released when the call ends");
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn extract_json(answer: &str) -> Result<Value, String> {
             Ok(value) if plan_shaped(&value) => return Ok(value),
             Ok(_) => {}
             Err(e) if failure.as_ref().is_none_or(|(len, _)| span.len() > *len) => {
-                let line = answer[..start].lines().count().max(1);
+                let line = answer[..start].matches('\n').count() + 1;
                 let msg = format!("the JSON starting at line {line} of the answer is not valid: {e}");
                 failure = Some((span.len(), msg));
             }
