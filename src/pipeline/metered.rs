@@ -54,6 +54,18 @@ pub struct CallRecord {
     pub usd: f64,
 }
 
+/// A job's limits from the configuration (`budget.*`); the daily headroom
+/// is what the installation may still spend today, which only the store
+/// knows.
+pub fn limits_from_config(budget: &crate::config::BudgetConfig, daily_remaining_usd: f64) -> Limits {
+    Limits {
+        usd: budget.usd,
+        requests: budget.requests,
+        wall_clock: std::time::Duration::from_secs(u64::from(budget.minutes) * 60),
+        daily_remaining_usd,
+    }
+}
+
 /// Upper-bound estimate of a prompt's tokens: one token per 3 bytes of
 /// text, rounded up, plus 4 per message for the chat framing. BPE
 /// tokenizers average about 4 bytes per token on English and code, so this

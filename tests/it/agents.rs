@@ -319,3 +319,33 @@ async fn budget_exhausted_mid_job_ends_cleanly() {
     );
     assert_eq!(meter.per_model.len(), 2, "{:?}", meter.per_model);
 }
+
+#[tokio::test]
+async fn cancellation_interrupts_a_call_in_flight() {
+    let fake = FakeOpenAi::start().await;
+    fake.push_fault(429, Some("30"));
+    fake.push_answer("too late", 1, 1);
+    let (inner, pricing) = (model(&fake), pricing());
+    let metered = MeteredModel::new(&inner, &pricing, limits(), Instant::now());
+    let request = ChatRequest {
+        model: "gpt-4.1".into(),
+        messages: vec![ChatMessage::user("hi")],
+        max_completion_tokens: 10,
+        temperature: None,
+    };
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let err = metered.chat(&request, &cancel).await.unwrap_err();
+    assert!(matches!(err, AgentError::Cancelled), "{err:?}");
+    assert_eq!(err.code(), "cancelled_by_user");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not after the 30 s Retry-After"
+    );
+    assert_eq!(fake.requests().len(), 1);
+}
