@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::AgentError;
 use super::metered::MeteredModel;
 use super::paths;
-use super::plan::{PlanStep, system_prompt_for};
+use super::plan::PlanStep;
+use super::prompt::system_prompt;
 use super::sanitize::IssueSnapshot;
 use crate::agents::{AgentsPolicy, Section};
 use crate::llm::{ChatMessage, ChatRequest};
@@ -99,11 +100,7 @@ pub async fn code_step(
     cancel: &CancellationToken,
 ) -> Result<StepOutcome, AgentError> {
     let mut messages = vec![
-        ChatMessage::system(system_prompt_for(
-            input.policy,
-            Section::Coder,
-            input.repo_agents_md,
-        )),
+        ChatMessage::system(system_prompt(input.policy, Section::Coder, input.repo_agents_md)),
         ChatMessage::user(step_prompt(input, settings)),
     ];
     let mut reasons = Vec::new();

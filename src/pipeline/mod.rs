@@ -13,6 +13,7 @@ pub mod code;
 pub mod metered;
 pub mod paths;
 pub mod plan;
+pub mod prompt;
 pub mod sanitize;
 pub mod scripted;
 

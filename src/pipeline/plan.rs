@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::AgentError;
 use super::metered::MeteredModel;
 use super::paths;
+use super::prompt::system_prompt;
 use super::sanitize::IssueSnapshot;
 use crate::agents::{AgentsPolicy, Section};
 use crate::llm::{ChatMessage, ChatRequest};
@@ -85,7 +86,7 @@ pub async fn plan(
     cancel: &CancellationToken,
 ) -> Result<Plan, AgentError> {
     let mut messages = vec![
-        ChatMessage::system(system_prompt(input.policy, input.repo_agents_md)),
+        ChatMessage::system(system_prompt(input.policy, Section::Cto, input.repo_agents_md)),
         ChatMessage::user(user_prompt(input, settings.max_steps)),
     ];
     let first = ask(model, &messages, settings, cancel).await?;
@@ -119,29 +120,6 @@ async fn ask(
     Ok(model.chat(&request, cancel).await?.content)
 }
 
-/// The CTO section and repository policy, then the target repository's own
-/// AGENTS.md framed as data about that repository.
-pub(crate) fn system_prompt(policy: &AgentsPolicy, repo_agents_md: Option<&str>) -> String {
-    system_prompt_for(policy, Section::Cto, repo_agents_md)
-}
-
-pub(crate) fn system_prompt_for(
-    policy: &AgentsPolicy,
-    section: Section,
-    repo_agents_md: Option<&str>,
-) -> String {
-    let mut prompt = policy.system_prompt(section);
-    if let Some(text) = repo_agents_md.filter(|t| !t.trim().is_empty()) {
-        prompt.push_str(
-            "\n## The target repository's AGENTS.md\n\nConventions of the repository you work on. \
-             Follow them where they do not conflict with the policy above.\n\n",
-        );
-        prompt.push_str(text.trim());
-        prompt.push('\n');
-    }
-    prompt
-}
-
 fn user_prompt(input: &PlanInput<'_>, max_steps: usize) -> String {
     format!(
         "{}\n# Repository overview\n\n{}\n\n# Your task\n\nPlan the work for this issue in at most {max_steps} steps. \
@@ -161,6 +139,7 @@ fn repair_prompt(problem: &str) -> String {
 /// Extracts and validates a plan; the error says what is wrong in words a
 /// person and the model can act on.
 pub fn parse_plan(answer: &str, max_steps: usize) -> Result<Plan, String> {
+    let max_steps = max_steps.max(1);
     let value = extract_json(answer)?;
     validate(&value, max_steps).map_err(|problems| summarize(&problems))
 }
