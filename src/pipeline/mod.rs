@@ -30,7 +30,9 @@ pub enum AgentError {
     /// The LLM call failed after the transport's retries.
     #[error("the LLM call failed: {0}")]
     Llm(LlmError),
-    /// The job's cancellation token fired.
+    /// The job's cancellation token fired. Its code says `cancelled_by_user`;
+    /// the runner knows better when the token fired for a lost lease or a
+    /// shutdown, and should use its own reason then.
     #[error("cancelled")]
     Cancelled,
     /// The planner answered an invalid plan twice; the text says what was wrong.
