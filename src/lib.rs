@@ -8,6 +8,7 @@ pub mod github;
 pub mod jobs;
 pub mod llm;
 pub mod outbox;
+pub mod pipeline;
 pub mod pricing;
 pub mod runner;
 pub mod server;

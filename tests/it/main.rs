@@ -5,8 +5,11 @@
 
 #[path = "../support/fake_github/mod.rs"]
 mod fake_github;
+#[path = "../support/fake_openai.rs"]
+mod fake_openai;
 mod support;
 
+mod agents;
 mod api;
 mod crash;
 mod diff_cli;
