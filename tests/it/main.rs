@@ -15,3 +15,4 @@ mod intake;
 mod outbox;
 mod store;
 mod webhook;
+mod workspace;
