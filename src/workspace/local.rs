@@ -2,6 +2,7 @@
 //! and refs. Every function here blocks; callers run them inside
 //! `tokio::task::spawn_blocking`.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use git2::build::CheckoutBuilder;
@@ -218,14 +219,54 @@ fn changed_paths(
     let mut paths = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path().and_then(Path::to_str)
-                && !paths.iter().any(|p| p == path)
+            // Lossy, never skipped: a non-UTF-8 name must not slip past the
+            // protected-path check.
+            if let Some(path) = file.path().map(|p| p.to_string_lossy().into_owned())
+                && !paths.contains(&path)
             {
-                paths.push(path.to_string());
+                paths.push(path);
             }
         }
     }
     Ok(paths)
+}
+
+/// Puts the worktree back to `HEAD`: tracked files restored, untracked
+/// ones removed (ignored files stay), the index matching `HEAD`.
+pub(crate) fn reset_to_head(root: &Path) -> Result<(), WorkspaceError> {
+    let repo = Repository::open(root)?;
+    let head = repo.head()?.peel_to_commit()?;
+    repo.reset(
+        head.as_object(),
+        git2::ResetType::Hard,
+        Some(CheckoutBuilder::new().force()),
+    )?;
+    // libgit2's checkout leaves untracked directories alone: remove the
+    // untracked files one by one, then the directories they leave empty.
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    let mut dirs = Vec::new();
+    for entry in repo.statuses(Some(&mut opts))?.iter() {
+        if entry.status().contains(git2::Status::WT_NEW) {
+            let full = root.join(std::ffi::OsStr::from_bytes(entry.path_bytes()));
+            std::fs::remove_file(&full)?;
+            dirs.extend(
+                full.ancestors()
+                    .skip(1)
+                    .take_while(|d| *d != root)
+                    .map(Path::to_path_buf),
+            );
+        }
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs.dedup();
+    for dir in dirs {
+        // Fails (and is ignored) when the directory still holds something.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 /// The worktree's `HEAD` commit.

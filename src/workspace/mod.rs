@@ -457,6 +457,14 @@ impl Workspace {
         Ok(())
     }
 
+    /// Throws away every uncommitted change (tracked files restored,
+    /// untracked files removed, ignored ones kept): after a refused step, so
+    /// its files do not slip into the next step's commit.
+    pub async fn discard_changes(&self) -> Result<(), WorkspaceError> {
+        let root = self.root.clone();
+        blocking(move || local::reset_to_head(&root)).await
+    }
+
     /// The commit at the tip of the branch.
     pub async fn head(&self) -> Result<CommitSha, WorkspaceError> {
         let root = self.root.clone();

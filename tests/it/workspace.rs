@@ -335,7 +335,76 @@ async fn workflow_changes_are_refused_before_committing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(ws.head().await.unwrap(), start, "nothing committed");
+
+    // Discarding the refused change leaves a clean worktree for the next step.
+    std::fs::write(ws.root().join("README.md"), "edited\n").unwrap();
+    ws.discard_changes().await.unwrap();
+    assert!(!ws.root().join(".github/workflows/ci.yml").exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.root().join("README.md")).unwrap(),
+        "# demo\n"
+    );
+    assert_eq!(
+        ws.commit_step("Nothing left", "", &bot(), None).await.unwrap(),
+        None
+    );
     ws.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_share_one_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = remote_with_readme(dir.path());
+    let workspaces = Workspaces::new(dir.path().join("data"));
+    let spec = spec(&remote);
+    let (a, b) = tokio::join!(
+        workspaces.prepare("job-a", &spec, "orchestrator/issue-1-a", None),
+        workspaces.prepare("job-b", &spec, "orchestrator/issue-2-b", None),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mirrors = std::fs::read_dir(dir.path().join("data/mirrors/octo")).unwrap();
+    let names: Vec<String> = mirrors
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.contains(&"demo.git".to_string()), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with(".new-")),
+        "no half-made mirror left: {names:?}"
+    );
+    for (ws, file) in [(&a, "a.txt"), (&b, "b.txt")] {
+        std::fs::write(ws.root().join(file), file).unwrap();
+        ws.commit_step(file, "", &bot(), None).await.unwrap().unwrap();
+        ws.push(None).await.unwrap();
+    }
+    assert_eq!(
+        tree_at(&remote, "orchestrator/issue-1-a"),
+        files(&[("README.md", "# demo"), ("a.txt", "a.txt")])
+    );
+    assert_eq!(
+        tree_at(&remote, "orchestrator/issue-2-b"),
+        files(&[("README.md", "# demo"), ("b.txt", "b.txt")])
+    );
+    a.cleanup().await.unwrap();
+    b.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_remote_has_no_default_branch_to_start_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("empty.git");
+    git(
+        dir.path(),
+        &["init", "--bare", "--quiet", remote.to_str().unwrap()],
+    );
+    let workspaces = Workspaces::new(dir.path().join("data"));
+    let err = workspaces
+        .prepare("job-1", &spec(&remote), BRANCH, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, WorkspaceError::MissingDefaultBranch(b) if b == "main"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
