@@ -25,6 +25,24 @@ use super::WorkspaceError;
 /// must not hold a worker (or the mirror's lock) forever.
 pub(crate) const NETWORK_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The variables a git child keeps from our environment (names compared
+/// without case, as proxies are spelled both ways); everything else is
+/// dropped.
+const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "GIT_EXEC_PATH",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+];
+
 /// How to run `git`: the program (normally `git` from `PATH`) and where the
 /// short-lived askpass directories go.
 #[derive(Debug, Clone)]
@@ -71,16 +89,18 @@ impl GitCli {
                 "maintenance.auto=false",
             ])
             .args(args)
+            // Only what git needs to find itself, its certificates and a
+            // proxy: none of our secrets (API keys, database URL) and no
+            // GIT_TRACE* that could print request headers.
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| {
+                name.to_str()
+                    .is_some_and(|name| INHERITED_ENV.iter().any(|keep| keep.eq_ignore_ascii_case(name)))
+            }))
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("LC_ALL", "C")
-            .env_remove("SSH_ASKPASS")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .env_remove("GIT_OBJECT_DIRECTORY")
-            .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,6 +2,7 @@
 //! and refs. Every function here blocks; callers run them inside
 //! `tokio::task::spawn_blocking`.
 
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -93,25 +94,76 @@ pub(crate) fn local_start(repo: &Repository, branch: &str) -> Result<Start, Work
     }
 }
 
-/// Adds the worktree `name` at `path` with `branch` checked out at `start`.
+/// `<worktree>.lock`: the OS lock a live [`super::Workspace`] holds on its
+/// worktree. The OS drops it when the process dies, so a lock that can be
+/// taken means nobody is using the worktree any more.
+pub(crate) fn worktree_lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// Takes the worktree's lock without waiting; `None` when someone holds it.
+pub(crate) fn try_lock_worktree(path: &Path) -> Result<Option<File>, WorkspaceError> {
+    let lock_path = worktree_lock_path(path);
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(err)) => Err(err.into()),
+    }
+}
+
+/// Adds the worktree `name` at `path` with `branch` checked out at `start`,
+/// and returns the worktree's lock, to be held while it is in use.
+///
 /// A leftover worktree of the same name (a previous attempt of the same job)
-/// is removed first; a branch checked out anywhere else is refused rather
-/// than taken over, because another job or a person may be using it.
+/// is replaced. Another worktree of ours that holds the branch is replaced
+/// too when its lock is free (its job died without cleaning up); one whose
+/// lock is held, or a checkout outside our worktrees directory (a person's),
+/// is refused rather than taken over.
 pub(crate) fn add_worktree(
     repo: &Repository,
     name: &str,
     path: &Path,
     branch: &str,
     start: Oid,
-) -> Result<(), WorkspaceError> {
+) -> Result<File, WorkspaceError> {
+    let lock = try_lock_worktree(path)?.ok_or_else(|| WorkspaceError::WorktreeInUse(path.to_path_buf()))?;
     remove_worktree(repo, name, path)?;
     prune_stale_worktrees(repo)?;
     let full = format!("refs/heads/{branch}");
-    if let Some(holder) = checked_out_in(repo, &full)? {
-        return Err(WorkspaceError::BranchInUse {
-            branch: branch.to_string(),
-            path: holder,
-        });
+    if let Some((holder_name, holder_path)) = checked_out_in(repo, &full)? {
+        let ours = holder_name.is_some() && holder_path.parent() == path.parent();
+        let free = if ours {
+            try_lock_worktree(&holder_path)?
+        } else {
+            None
+        };
+        match (holder_name, free) {
+            (Some(holder_name), Some(_free)) => {
+                tracing::warn!(
+                    branch,
+                    stale = %holder_path.display(),
+                    "replacing a worktree left behind by a job that ended without cleanup"
+                );
+                remove_worktree(repo, &holder_name, &holder_path)?;
+                let _ = std::fs::remove_file(worktree_lock_path(&holder_path));
+            }
+            _ => {
+                return Err(WorkspaceError::BranchInUse {
+                    branch: branch.to_string(),
+                    path: holder_path,
+                });
+            }
+        }
     }
     let commit = repo.find_commit(start)?;
     // force: a leftover local branch (commits that never reached the remote)
@@ -127,16 +179,20 @@ pub(crate) fn add_worktree(
     // every file of the start commit is there.
     let worktree = Repository::open(path)?;
     worktree.checkout_head(Some(CheckoutBuilder::new().force()))?;
-    Ok(())
+    Ok(lock)
 }
 
-/// Which worktree (or the main checkout) has `full_ref` as its `HEAD`.
-fn checked_out_in(repo: &Repository, full_ref: &str) -> Result<Option<PathBuf>, WorkspaceError> {
+/// Which worktree (name and path; no name for the main checkout) has
+/// `full_ref` as its `HEAD`.
+fn checked_out_in(
+    repo: &Repository,
+    full_ref: &str,
+) -> Result<Option<(Option<String>, PathBuf)>, WorkspaceError> {
     if !repo.is_bare()
         && let Ok(head) = repo.find_reference("HEAD")
         && head.symbolic_target_bytes() == Some(full_ref.as_bytes())
     {
-        return Ok(Some(repo.workdir().unwrap_or(repo.path()).to_path_buf()));
+        return Ok(Some((None, repo.workdir().unwrap_or(repo.path()).to_path_buf())));
     }
     for name in repo.worktrees()?.iter().flatten().flatten() {
         let Ok(worktree) = repo.find_worktree(name) else {
@@ -148,7 +204,7 @@ fn checked_out_in(repo: &Repository, full_ref: &str) -> Result<Option<PathBuf>, 
         if let Ok(head) = wt_repo.find_reference("HEAD")
             && head.symbolic_target_bytes() == Some(full_ref.as_bytes())
         {
-            return Ok(Some(worktree.path().to_path_buf()));
+            return Ok(Some((Some(name.to_string()), worktree.path().to_path_buf())));
         }
     }
     Ok(None)

@@ -19,8 +19,10 @@
 //!
 //! Worktrees are removed by [`Workspace::cleanup`], which the runner calls
 //! when the job ends, whatever the outcome: what matters of a failed job is
-//! on the remote branch. A worktree left behind by a crash is replaced when
-//! the same job is prepared again.
+//! on the remote branch. A live [`Workspace`] holds an OS lock on
+//! `<worktree>.lock`; a worktree left behind by a crash (its lock free) is
+//! replaced when the same job, or another job on the same branch, is
+//! prepared again, while one in use is never touched.
 
 mod git_cli;
 mod local;
@@ -60,6 +62,8 @@ pub enum WorkspaceError {
     MissingDefaultBranch(String),
     #[error("`{0}` is not a git repository with at least one commit")]
     NotARepository(PathBuf),
+    #[error("the worktree {} is in use by a running job", .0.display())]
+    WorktreeInUse(PathBuf),
     #[error("branch `{branch}` is already checked out in {}", path.display())]
     BranchInUse { branch: String, path: PathBuf },
     #[error(
@@ -240,11 +244,11 @@ impl Workspaces {
             remote.default_branch.clone(),
         );
         let mirror_dir = mirror.clone();
-        let start = blocking(move || {
+        let (start, lock) = blocking(move || {
             let repo = Repository::open_bare(&mirror_dir)?;
             let start = local::mirror_start(&repo, &default, &branch_owned)?;
-            local::add_worktree(&repo, &name, &path, &branch_owned, start.start)?;
-            Ok(start)
+            let lock = local::add_worktree(&repo, &name, &path, &branch_owned, start.start)?;
+            Ok((start, lock))
         })
         .await?;
         tracing::info!(
@@ -264,6 +268,7 @@ impl Workspaces {
             resumed: start.resumed,
             remote: Some(remote.clone()),
             git: self.git.clone(),
+            _lock: lock,
         })
     }
 
@@ -286,12 +291,12 @@ impl Workspaces {
             branch.to_string(),
             repo_path.to_path_buf(),
         );
-        let (repo_dir, start) = blocking(move || {
+        let (repo_dir, start, lock) = blocking(move || {
             let repo = Repository::open(&repo_path)
                 .map_err(|_| WorkspaceError::NotARepository(repo_path.clone()))?;
             let start = local::local_start(&repo, &branch_owned)?;
-            local::add_worktree(&repo, &name, &path, &branch_owned, start.start)?;
-            Ok((repo.path().to_path_buf(), start))
+            let lock = local::add_worktree(&repo, &name, &path, &branch_owned, start.start)?;
+            Ok((repo.path().to_path_buf(), start, lock))
         })
         .await?;
         Ok(Workspace {
@@ -304,6 +309,7 @@ impl Workspaces {
             resumed: start.resumed,
             remote: None,
             git: self.git.clone(),
+            _lock: lock,
         })
     }
 
@@ -372,6 +378,9 @@ pub struct Workspace {
     resumed: bool,
     remote: Option<RemoteSpec>,
     git: GitCli,
+    /// Held while this value lives: tells a later `prepare` that the
+    /// worktree is in use (released by the OS if the process dies).
+    _lock: std::fs::File,
 }
 
 impl Workspace {
@@ -488,10 +497,13 @@ impl Workspace {
     /// Removes the worktree (directory and git's record of it). The branch
     /// stays: on the remote in mirror mode, in the repository in local mode.
     pub async fn cleanup(self) -> Result<(), WorkspaceError> {
-        let (repo_dir, name, root) = (self.repo_dir, self.name, self.root);
+        let (repo_dir, name, root, lock) = (self.repo_dir, self.name, self.root, self._lock);
         blocking(move || {
             let repo = Repository::open(&repo_dir)?;
-            local::remove_worktree(&repo, &name, &root)
+            local::remove_worktree(&repo, &name, &root)?;
+            std::fs::remove_file(local::worktree_lock_path(&root))?;
+            drop(lock);
+            Ok(())
         })
         .await
     }

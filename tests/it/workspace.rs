@@ -421,6 +421,18 @@ async fn two_jobs_cannot_share_a_branch() {
         .await
         .unwrap_err();
     assert!(matches!(err, WorkspaceError::BranchInUse { .. }), "{err:?}");
+    let same_job = workspaces
+        .prepare("job-1", &spec(&remote), BRANCH, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(same_job, WorkspaceError::WorktreeInUse(_)),
+        "{same_job:?}"
+    );
+    assert!(
+        ws.root().join("README.md").exists(),
+        "a live worktree is left alone"
+    );
     // Another branch of the same repository is fine, at the same time.
     let other = workspaces
         .prepare("job-3", &spec(&remote), "orchestrator/issue-6-other", None)
@@ -428,6 +440,33 @@ async fn two_jobs_cannot_share_a_branch() {
         .unwrap();
     other.cleanup().await.unwrap();
     ws.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worktree_left_by_a_dead_job_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = remote_with_readme(dir.path());
+    let workspaces = Workspaces::new(dir.path().join("data"));
+    let ws = workspaces
+        .prepare("job-1", &spec(&remote), BRANCH, None)
+        .await
+        .unwrap();
+    let stale = ws.root().to_path_buf();
+    drop(ws); // the worker died without cleanup: its lock is gone
+    let next = workspaces
+        .prepare("job-2", &spec(&remote), BRANCH, None)
+        .await
+        .unwrap();
+    assert!(!stale.exists(), "the dead job's worktree was removed");
+    assert_eq!(
+        std::fs::read_to_string(next.root().join("README.md")).unwrap(),
+        "# demo\n"
+    );
+    next.cleanup().await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("data/worktrees"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "no worktree or lock file left: {left:?}");
 }
 
 #[tokio::test]
@@ -671,6 +710,12 @@ async fn push_over_https_gets_the_token_through_askpass_only() {
         !calls.contains(TOKEN),
         "the token leaked into argv or the environment:\n{calls}"
     );
+    if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        assert!(
+            !calls.contains("CARGO_MANIFEST_DIR="),
+            "git inherits only a short list of variables"
+        );
+    }
     let scratch = dir.path().join("data/tmp");
     assert_eq!(
         std::fs::read_dir(&scratch).unwrap().count(),
