@@ -530,6 +530,61 @@ async fn open_local_commits_on_a_branch_of_the_local_repository() {
     again.cleanup().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_job_on_the_fake_github_pushes_its_branch_and_opens_a_pull_request() {
+    use crate::fake_github::{APP_SLUG, BOT_USER_ID, FakeGitHub, INSTALLATION_ID};
+    use orchestrator::github::NewPullRequest;
+    use orchestrator::workspace::RemoteSpec;
+
+    let fake = FakeGitHub::start().await;
+    let repo = fake.add_repo("octo-org/app");
+    let gh = fake.client();
+    let inst = gh.installation(INSTALLATION_ID);
+    let identity = CommitIdentity::bot(&gh.learn_identity().await.unwrap());
+    assert_eq!(
+        identity,
+        CommitIdentity::new(
+            format!("{APP_SLUG}[bot]"),
+            format!("{BOT_USER_ID}+{APP_SLUG}[bot]@users.noreply.github.com")
+        )
+    );
+    let remote = RemoteSpec::from_repository(&inst.repository(&repo).await.unwrap()).unwrap();
+    let branch = branch_name(Some(7), "job", "Fix the typo");
+
+    let dir = tempfile::tempdir().unwrap();
+    let workspaces = Workspaces::new(dir.path());
+    let token = inst.token().await.unwrap();
+    let ws = workspaces
+        .prepare("job-7", &remote, &branch, Some(&token))
+        .await
+        .unwrap();
+    std::fs::write(ws.root().join("typo.txt"), "fixed\n").unwrap();
+    let sha = ws
+        .commit_step("Fix the typo", "As asked.", &identity, Some(("octocat", 1)))
+        .await
+        .unwrap()
+        .unwrap();
+    ws.push(Some(&inst.token().await.unwrap())).await.unwrap();
+    let bare_dir = fake.state().repos["octo-org/app"].bare.clone();
+    assert_eq!(bare::branch_sha(&bare_dir, &branch), Some(sha.0));
+    let pull = inst
+        .create_pull_request(
+            &repo,
+            &NewPullRequest {
+                title: "Fix the typo".into(),
+                head: branch.clone(),
+                base: remote.default_branch.clone(),
+                body: "Closes #7".into(),
+                draft: false,
+                maintainer_can_modify: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fake.pulls(&repo).len(), 1, "{pull:?}");
+    ws.cleanup().await.unwrap();
+}
+
 // --- push authentication over smart HTTP -----------------------------------
 
 const TOKEN: &str = "ghs_TestInstallationToken0123456789";
