@@ -19,3 +19,4 @@ mod outbox;
 mod runner;
 mod store;
 mod webhook;
+mod workspace;

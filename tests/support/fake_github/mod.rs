@@ -9,7 +9,7 @@
 
 #![allow(dead_code)]
 
-mod git;
+pub mod git;
 pub mod keys;
 mod routes;
 
