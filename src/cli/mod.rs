@@ -2,6 +2,7 @@
 
 mod context;
 mod diff;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,16 @@ enum Command {
     Serve,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
+    /// Run the whole pipeline on a local git repository, without GitHub: plan,
+    /// code, apply and commit on a new branch `orchestrator/task-<id8>-<slug>`.
+    Run {
+        /// The repository (its working tree is not touched; commits go to the new branch).
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// What to do, in plain words.
+        #[arg(long, value_name = "TEXT")]
+        task: String,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -104,6 +115,7 @@ pub fn main() -> ExitCode {
         } => with_config(&cli.config, |c| config_check(&c)),
         Command::Serve => with_config(&cli.config, |c| run_async(c, serve)),
         Command::Migrate => with_config(&cli.config, |c| run_async(c, migrate)),
+        Command::Run { repo, task } => with_config(&cli.config, |c| run_local(c, repo, task)),
         Command::Context {
             command:
                 ContextCommand::Rank {
@@ -170,6 +182,19 @@ where
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_local(config: Config, repo: PathBuf, task: String) -> ExitCode {
+    let mut succeeded = false;
+    let code = run_async(config, |config| async {
+        succeeded = run::run(config, repo, task).await?;
+        Ok(())
+    });
+    if code == ExitCode::SUCCESS && !succeeded {
+        ExitCode::from(1)
+    } else {
+        code
     }
 }
 

@@ -10,6 +10,7 @@
 //! `status_reason` (`code: human text`).
 
 pub mod code;
+pub mod execute;
 pub mod metered;
 pub mod paths;
 pub mod plan;

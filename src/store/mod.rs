@@ -16,6 +16,7 @@ mod outbox;
 mod queue;
 mod sql;
 mod sqlite_intake;
+mod steps;
 mod tasks;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use queue::{ClaimedJob, RetryOutcome};
+pub use steps::{JobUsage, StoredStep};
 pub use tasks::NewTask;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

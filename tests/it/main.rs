@@ -16,6 +16,7 @@ mod diff_cli;
 mod github;
 mod intake;
 mod outbox;
+mod run_cli;
 mod runner;
 mod store;
 mod webhook;

@@ -1,0 +1,341 @@
+//! Running a job's plan in a workspace: plan once, then for each step build
+//! the context, ask the coder, apply, commit, and hand the commit to the
+//! caller (which pushes it and updates GitHub, or prints it).
+//!
+//! Everything is recorded as it happens (the plan, each step's state and
+//! commit, the usage), so a job claimed again after a crash, or retried,
+//! continues from its last completed step: a stored plan is reused, and steps
+//! recorded `succeeded` or `empty` are not done twice.
+
+use std::path::Path;
+
+use orchestrator_context::{
+    BuiltContext, ContextRequest, ContextSettings, IndexOptions, RepoIndex, StepInput as ContextStep,
+    build_context,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::AgentError;
+use super::code::{CoderSettings, StepInput, StepOutcome, code_step};
+use super::metered::MeteredModel;
+use super::plan::{Plan, PlanInput, PlanStep, PlannerSettings, plan};
+use super::sanitize::IssueSnapshot;
+use crate::agents::AgentsPolicy;
+use crate::config::Config;
+use crate::jobs::now_millis;
+use crate::llm::BoxFuture;
+use crate::store::{JobUsage, Store, StoreError};
+use crate::workspace::{CommitIdentity, CommitSha, Workspace, WorkspaceError};
+
+/// Why running the plan stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("internal: {0}")]
+    Store(#[from] StoreError),
+    #[error("internal: git: {0}")]
+    Workspace(#[from] WorkspaceError),
+    #[error("internal: {0}")]
+    Publish(String),
+}
+
+impl ExecuteError {
+    /// `code: human text` for the job's `status_reason`.
+    pub fn status_reason(&self) -> String {
+        match self {
+            ExecuteError::Agent(e) => e.status_reason(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What the caller does around the steps: GitHub pushes and reports, the
+/// terminal prints.
+pub trait StepObserver: Send + Sync {
+    /// The plan is known (new or resumed).
+    fn planned(&self, plan: &Plan, resumed: bool);
+    /// A step starts (`number` counts from 1).
+    fn step_started(&self, number: usize, step: &PlanStep);
+    /// A step ended: `commit` is `None` for an empty step.
+    fn step_finished(&self, number: usize, step: &PlanStep, commit: Option<&CommitSha>, files: &[String]);
+    /// A step's commit exists: push it now (GitHub) or do nothing (local).
+    fn committed<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+        commit: &'a CommitSha,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Everything one run of a job's plan needs.
+pub struct Execution<'a> {
+    pub store: &'a Store,
+    pub config: &'a Config,
+    pub policy: &'a AgentsPolicy,
+    pub model: &'a MeteredModel<'a>,
+    pub job_id: &'a str,
+    pub workspace: &'a Workspace,
+    pub issue: &'a IssueSnapshot,
+    /// The target repository's own AGENTS.md.
+    pub repo_agents_md: Option<String>,
+    pub author: CommitIdentity,
+    /// The requester, credited with a `Co-authored-by` trailer.
+    pub co_author: Option<(String, u64)>,
+    pub cancel: &'a CancellationToken,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub plan: Plan,
+    pub commits: Vec<CommitSha>,
+    pub files_changed: Vec<String>,
+}
+
+impl Execution<'_> {
+    /// Plans (or reloads the plan) and runs every step not yet done.
+    pub async fn run(&self, observer: &dyn StepObserver) -> Result<Executed, ExecuteError> {
+        let (plan, resumed) = self.plan_or_resume().await?;
+        observer.planned(&plan, resumed);
+        let done = self.completed_steps().await?;
+        let mut commits = Vec::new();
+        let total = plan.steps.len();
+        for (index, step) in plan.steps.iter().enumerate() {
+            if done.contains(&index) {
+                continue;
+            }
+            let number = index + 1;
+            observer.step_started(number, step);
+            self.store
+                .set_step(self.job_id, index, "running", None, None, now_millis())
+                .await?;
+            let outcome = self.run_step(step, number, total).await;
+            self.save_usage().await?;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    let detail = err.status_reason();
+                    self.store
+                        .set_step(self.job_id, index, "failed", Some(&detail), None, now_millis())
+                        .await?;
+                    return Err(err);
+                }
+            };
+            let (commit, files) = match outcome {
+                StepOutcome::Empty => (None, Vec::new()),
+                StepOutcome::Applied(report) => {
+                    let files = report.files.iter().map(|f| f.path.to_string()).collect();
+                    (self.commit(step).await?, files)
+                }
+            };
+            if let Some(sha) = &commit {
+                observer
+                    .committed(self.workspace, sha)
+                    .await
+                    .map_err(ExecuteError::Publish)?;
+                commits.push(sha.clone());
+            }
+            let status = if commit.is_some() { "succeeded" } else { "empty" };
+            let sha = commit.as_ref().map(|c| c.0.as_str());
+            self.store
+                .set_step(self.job_id, index, status, None, sha, now_millis())
+                .await?;
+            observer.step_finished(number, step, commit.as_ref(), &files);
+        }
+        let files_changed = self.workspace.changed_files_since_base().await?;
+        Ok(Executed {
+            plan,
+            commits,
+            files_changed,
+        })
+    }
+
+    async fn plan_or_resume(&self) -> Result<(Plan, bool), ExecuteError> {
+        if let Some(stored) = self.store.load_plan(self.job_id).await? {
+            if let Ok(plan) = serde_json::from_str::<Plan>(&stored) {
+                return Ok((plan, true));
+            }
+            tracing::warn!(job = self.job_id, "stored plan is unreadable; planning again");
+        }
+        let overview = overview(self.workspace.root());
+        let input = PlanInput {
+            policy: self.policy,
+            repo_agents_md: self.repo_agents_md.as_deref(),
+            issue: self.issue,
+            overview: &overview,
+        };
+        let settings = PlannerSettings::from_config(self.config);
+        let result = plan(self.model, &input, &settings, self.cancel).await;
+        self.save_usage().await?;
+        let plan = result?;
+        let json = serde_json::to_string(&plan).map_err(|e| ExecuteError::Publish(e.to_string()))?;
+        let titles: Vec<String> = plan.steps.iter().map(|s| s.title.clone()).collect();
+        self.store
+            .save_plan(self.job_id, &json, &titles, &self.policy.hash, now_millis())
+            .await?;
+        Ok((plan, false))
+    }
+
+    /// Steps a previous attempt completed (`succeeded` or `empty`).
+    async fn completed_steps(&self) -> Result<Vec<usize>, ExecuteError> {
+        Ok(self
+            .store
+            .stored_steps(self.job_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == "succeeded" || s.status == "empty")
+            .filter_map(|s| usize::try_from(s.position).ok())
+            .collect())
+    }
+
+    async fn run_step(
+        &self,
+        step: &PlanStep,
+        number: usize,
+        total: usize,
+    ) -> Result<StepOutcome, ExecuteError> {
+        let context = self.context_for(step)?;
+        let input = StepInput {
+            policy: self.policy,
+            repo_agents_md: None,
+            issue: Some(self.issue),
+            step,
+            number,
+            total,
+            context: &context.text,
+            root: self.workspace.root(),
+        };
+        let settings = CoderSettings::from_config(self.config);
+        let outcome = code_step(self.model, &input, &settings, self.cancel).await;
+        if outcome.is_err() {
+            // Nothing of a refused or interrupted step stays in the worktree.
+            self.workspace.discard_changes().await?;
+        }
+        Ok(outcome?)
+    }
+
+    fn context_for(&self, step: &PlanStep) -> Result<BuiltContext, ExecuteError> {
+        let settings = context_settings(self.config);
+        let cache = self.config.data_dir.join("indexes");
+        let options = IndexOptions {
+            max_file_bytes: self.config.context.max_file_bytes,
+        };
+        let (index, _) = RepoIndex::open(self.workspace.root(), &cache, &options)
+            .map_err(|e| ExecuteError::Publish(format!("context index: {e}")))?;
+        let request = ContextRequest {
+            model: self.config.models.coder.clone(),
+            task: self.issue.render(),
+            step: ContextStep {
+                title: step.title.clone(),
+                rationale: step.rationale.clone(),
+                acceptance: step.acceptance.clone(),
+                files: step.files.clone(),
+            },
+            artifacts_dir: Some(self.config.data_dir.join("artifacts").join(self.job_id)),
+            ..ContextRequest::default()
+        };
+        let built = build_context(&index, &request, &settings);
+        write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
+        Ok(built)
+    }
+
+    async fn commit(&self, step: &PlanStep) -> Result<Option<CommitSha>, ExecuteError> {
+        let co_author = self.co_author.as_ref().map(|(login, id)| (login.as_str(), *id));
+        Ok(self
+            .workspace
+            .commit_step(&step.title, &step.rationale, &self.author, co_author)
+            .await?)
+    }
+
+    async fn save_usage(&self) -> Result<(), ExecuteError> {
+        let meter = self.model.meter();
+        let usage = JobUsage {
+            usd: meter.usd,
+            tokens_in: meter.tokens_in,
+            tokens_out: meter.tokens_out,
+            requests: meter.requests,
+        };
+        self.store.save_usage(self.job_id, &usage, now_millis()).await?;
+        Ok(())
+    }
+}
+
+/// The context engine's settings from the configuration.
+pub fn context_settings(config: &Config) -> ContextSettings {
+    let c = &config.context;
+    ContextSettings {
+        budget_tokens: c.budget_tokens as usize,
+        output_reserve_tokens: c.output_reserve_tokens as usize,
+        hard_cap_tokens: c.hard_cap_tokens as usize,
+        compaction_ratio: c.compaction_ratio,
+        top_k: c.top_k as usize,
+        min_score: c.min_score,
+        max_files: c.max_files as usize,
+        snippet_tokens: c.snippet_tokens as usize,
+        history_limit: c.history_limit as usize,
+        max_file_bytes: c.max_file_bytes,
+        docs_dir: c.docs_dir.clone(),
+    }
+}
+
+/// `artifacts/<job>/context_<step>.json`; a failure to write is logged, not fatal.
+fn write_diagnostics(data_dir: &Path, job_id: &str, step_title: &str, built: &BuiltContext) {
+    let dir = data_dir.join("artifacts").join(job_id);
+    let name = crate::workspace::slug(step_title);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let json = serde_json::to_vec_pretty(&built.diagnostics).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(format!("context_{name}.json")), json)
+    };
+    if let Err(err) = write() {
+        tracing::warn!(error = %err, "could not write context diagnostics");
+    }
+}
+
+/// A short overview for the planner: the repository's files (at most 300
+/// paths, skipping hidden and vendored directories) and the README's start.
+pub fn overview(root: &Path) -> String {
+    let mut files = Vec::new();
+    collect_files(root, root, &mut files, 300);
+    files.sort();
+    let mut out = format!("Repository files ({} shown):\n", files.len());
+    for file in &files {
+        out.push_str(file);
+        out.push('\n');
+    }
+    for readme in ["README.md", "README", "README.rst", "readme.md"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(readme)) {
+            let start: String = text.chars().take(3000).collect();
+            out.push_str(&format!("\n{readme} (start):\n{start}\n"));
+            break;
+        }
+    }
+    out
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        if out.len() >= limit {
+            return;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || matches!(name.as_str(), "target" | "node_modules" | "vendor" | "dist") {
+            continue;
+        }
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_files(root, &path, out, limit),
+            Ok(t) if t.is_file() => {
+                if let Ok(rel) = path.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
