@@ -10,6 +10,7 @@ mod support;
 mod api;
 mod crash;
 mod diff_cli;
+mod gate;
 mod github;
 mod intake;
 mod outbox;
