@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod llm;
 pub mod outbox;
 pub mod pricing;
+pub mod progress;
 pub mod server;
 pub mod store;
 pub mod telemetry;

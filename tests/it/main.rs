@@ -14,5 +14,6 @@ mod gate;
 mod github;
 mod intake;
 mod outbox;
+mod progress;
 mod store;
 mod webhook;
