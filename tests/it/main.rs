@@ -8,6 +8,7 @@ mod fake_github;
 mod support;
 
 mod api;
+mod control;
 mod crash;
 mod diff_cli;
 mod gate;
