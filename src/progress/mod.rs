@@ -184,10 +184,10 @@ impl ProgressReporter {
         if self.run.as_ref().is_some_and(|r| r.head_sha == head_sha) {
             return self.update_run().await;
         }
-        let previous = self.run.take();
+        // The previous run stays current until the new one exists, so a
+        // failed create is simply tried again at the next push or report.
         let created = self.create_run(head_sha).await?;
-        self.run = Some(created);
-        if let Some(previous) = previous {
+        if let Some(previous) = self.run.replace(created) {
             self.supersede(&previous, head_sha).await?;
         }
         self.write_now().await
@@ -372,7 +372,11 @@ impl ProgressReporter {
             view.head_sha = Some(sha.to_string());
         }
         if view.links.check_run_url.is_none() {
-            view.links.check_run_url = self.run.as_ref().and_then(|r| r.url.clone());
+            let current = self
+                .run
+                .as_ref()
+                .filter(|r| Some(r.head_sha.as_str()) == head_sha);
+            view.links.check_run_url = current.and_then(|r| r.url.clone());
         }
         view
     }

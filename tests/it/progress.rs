@@ -297,3 +297,21 @@ async fn the_throttle_keeps_edits_few_and_the_final_state_is_always_written() {
     assert!(s.fake.comments(&s.repo, 1)[0].body.contains("Cancelled"));
     assert_eq!(s.comment_posts(), 1);
 }
+
+#[tokio::test]
+async fn a_failed_check_run_create_keeps_the_current_run_until_a_new_one_exists() {
+    let s = setup().await;
+    let mut reporter = s.reporter(None);
+    reporter.start(&s.progress(JobStatus::Running, 0)).await.unwrap();
+    reporter.pushed(SHA1).await.unwrap();
+    let first = s.fake.check_runs()[0].id;
+    s.fake.fail_next("POST", "/repos/*/*/check-runs", 422, 1);
+    assert!(reporter.pushed(SHA2).await.is_err());
+    assert_eq!(reporter.check_run_id(), Some(first));
+    assert_eq!(s.fake.check_runs()[0].current["status"], "in_progress");
+    reporter.pushed(SHA2).await.unwrap();
+    let runs = s.fake.check_runs();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].current["conclusion"], "neutral");
+    assert_eq!(reporter.check_run_id(), Some(runs[1].id));
+}
