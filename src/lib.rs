@@ -4,12 +4,15 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod gate;
 pub mod github;
 pub mod jobs;
 pub mod llm;
 pub mod outbox;
 pub mod pipeline;
 pub mod pricing;
+pub mod progress;
 pub mod runner;
 pub mod server;
 pub mod store;

@@ -166,9 +166,11 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     let state = AppState::new(config.clone(), store.clone());
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
+        let control = crate::control::ControlApplier::new(store.clone(), github.clone());
+        let control = tokio::spawn(control.run(shutdown.clone()));
         let sender =
             crate::outbox::OutboxSender::new(store.clone(), github, config.github.trigger_label.clone());
-        tokio::spawn(sender.run(shutdown.clone()))
+        (tokio::spawn(sender.run(shutdown.clone())), control)
     });
     let background = spawn_background(config, store.clone(), shutdown.clone());
     let signal_token = shutdown.clone();
@@ -182,8 +184,9 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         .await?;
     shutdown.cancel();
     let _ = background.await;
-    if let Some(outbox) = outbox {
+    if let Some((outbox, control)) = outbox {
         let _ = outbox.await;
+        let _ = control.await;
     }
     store.close().await;
     tracing::info!("stopped");

@@ -9,10 +9,12 @@
 //! (fair, async) instead of on SQLite's busy handler, which sleeps, and reads
 //! use a separate pool that never waits for the writer.
 
+mod control;
 mod effects;
 mod intake;
 mod jobs;
 mod outbox;
+mod progress;
 mod queue;
 mod sql;
 mod sqlite_intake;
@@ -30,10 +32,12 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::config::{DatabaseConfig, SqliteSynchronous};
 
+pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
 pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
+pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};
 pub use steps::{JobUsage, StoredStep};
 pub use tasks::NewTask;

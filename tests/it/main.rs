@@ -11,11 +11,14 @@ mod support;
 
 mod agents;
 mod api;
+mod control;
 mod crash;
 mod diff_cli;
+mod gate;
 mod github;
 mod intake;
 mod outbox;
+mod progress;
 mod run_cli;
 mod runner;
 mod store;
