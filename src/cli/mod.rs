@@ -1,5 +1,6 @@
 //! The `orchestrator` command line.
 
+mod context;
 mod diff;
 
 use std::path::PathBuf;
@@ -37,10 +38,31 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The context engine: what the coder is shown.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
     /// Work with patches: the diff engine the coder's answers go through.
     Diff {
         #[command(subcommand)]
         command: DiffCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ContextCommand {
+    /// Rank the files of a repository for a query: repo-relative paths, best first.
+    Rank {
+        /// A git checkout or a plain directory.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// A file holding the query (an issue text, a step description…).
+        #[arg(long, value_name = "FILE")]
+        query_file: PathBuf,
+        /// How many files to print.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
 }
 
@@ -82,6 +104,14 @@ pub fn main() -> ExitCode {
         } => with_config(&cli.config, |c| config_check(&c)),
         Command::Serve => with_config(&cli.config, |c| run_async(c, serve)),
         Command::Migrate => with_config(&cli.config, |c| run_async(c, migrate)),
+        Command::Context {
+            command:
+                ContextCommand::Rank {
+                    repo,
+                    query_file,
+                    top,
+                },
+        } => with_config(&cli.config, |c| context::rank(&c, &repo, &query_file, top)),
     }
 }
 

@@ -2,12 +2,12 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, auth};
+use super::{ApiError, AppState, auth, tasks};
 use crate::jobs::JobStatus;
 use crate::store::JobFilter;
 
@@ -15,6 +15,9 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
+        .route("/tasks", post(tasks::create_task))
+        .route("/jobs/{id}/cancel", post(tasks::cancel_job))
+        .route("/jobs/{id}/retry", post(tasks::retry_job))
         .route_layer(middleware::from_fn_with_state(state, auth::require_api_token))
 }
 

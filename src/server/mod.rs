@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod error;
+mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,6 +16,7 @@ mod outbox;
 mod queue;
 mod sql;
 mod sqlite_intake;
+mod tasks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use queue::{ClaimedJob, RetryOutcome};
+pub use tasks::NewTask;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

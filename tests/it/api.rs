@@ -121,3 +121,126 @@ async fn an_unknown_job_is_a_json_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(json["error"]["code"], "not_found");
 }
+
+fn post_json(path: &str, body: &serde_json::Value, auth: bool) -> Request<Body> {
+    let mut builder = Request::post(path).header("content-type", "application/json");
+    if auth {
+        builder = builder.header("authorization", format!("Bearer {API_TOKEN}"));
+    }
+    builder.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn post_tasks_queues_a_job_for_a_repository_or_a_checkout() {
+    let app = TestApp::new().await;
+    let body = serde_json::json!({"repo": "octo/app", "task": "Add a --verbose flag\nwith tests", "budget": {"usd": 1.5}});
+    let (status, json) = app.send(post_json("/tasks", &body, true)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    let id = json["id"].as_str().unwrap().to_string();
+    let (_, job) = app.api_get(&format!("/jobs/{id}")).await;
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["trigger"], "api");
+    assert_eq!(job["repo"], "octo/app");
+    assert_eq!(job["issue_number"], Value::Null);
+    let budget: f64 = sqlx::query_scalar("SELECT budget_usd FROM jobs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.pool().await)
+        .await
+        .unwrap();
+    assert_eq!(budget, 1.5);
+
+    let checkout = app.dir.path().display().to_string();
+    let (status, json) = app
+        .send(post_json(
+            "/tasks",
+            &serde_json::json!({"path": checkout, "task": "x"}),
+            true,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+
+    let (status, _) = app.send(post_json("/tasks", &body, false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn post_tasks_refuses_bad_requests_with_422() {
+    let app = TestApp::new().await;
+    let long = "x".repeat(20_001);
+    for body in [
+        serde_json::json!({"repo": "octo/app", "task": long}),
+        serde_json::json!({"repo": "octo/app", "task": "  "}),
+        serde_json::json!({"repo": "not-a-repo", "task": "x"}),
+        serde_json::json!({"repo": "a/b", "path": "/tmp", "task": "x"}),
+        serde_json::json!({"task": "x"}),
+        serde_json::json!({"path": "relative/dir", "task": "x"}),
+        serde_json::json!({"repo": "a/b", "task": "x", "budget": {"usd": -1}}),
+        serde_json::json!({"repo": "a/b", "task": "x", "surprise": 1}),
+        serde_json::json!({"repo": "a/b"}),
+    ] {
+        let (status, json) = app.send(post_json("/tasks", &body, true)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {json}");
+        assert!(json["error"]["code"].is_string(), "{json}");
+    }
+    let exactly = serde_json::json!({"repo": "octo/app", "task": "é".repeat(20_000)});
+    assert_eq!(
+        app.send(post_json("/tasks", &exactly, true)).await.0,
+        StatusCode::ACCEPTED,
+        "20,000 characters are fine"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
+}
+
+#[tokio::test]
+async fn cancel_and_retry_follow_the_job_state() {
+    let app = TestApp::new().await;
+    let body = serde_json::json!({"repo": "octo/app", "task": "x"});
+    let (_, json) = app.send(post_json("/tasks", &body, true)).await;
+    let id = json["id"].as_str().unwrap().to_string();
+    let empty = serde_json::json!({});
+
+    let (status, _) = app
+        .send(post_json(&format!("/jobs/{id}/retry"), &empty, true))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a queued job is not retried");
+    let (status, _) = app
+        .send(post_json(&format!("/jobs/{id}/cancel"), &empty, true))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(app.store.cancel_requested(&id).await.unwrap());
+
+    // A worker stops it.
+    let now = orchestrator::jobs::now_millis();
+    let claimed = app
+        .store
+        .claim_job("w", now + 60_000, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let cancelled = orchestrator::jobs::JobStatus::Cancelled;
+    app.store
+        .set_job_status(
+            &claimed.id,
+            "w",
+            cancelled,
+            Some("cancelled_by_user: via API"),
+            now,
+        )
+        .await
+        .unwrap();
+    let (status, _) = app
+        .send(post_json(&format!("/jobs/{id}/cancel"), &empty, true))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "an ended job cannot be cancelled");
+    let (status, json) = app
+        .send(post_json(&format!("/jobs/{id}/retry"), &empty, true))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(json["attempt"], 2);
+    let (status, _) = app.send(post_json("/jobs/nope/cancel", &empty, true)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .send(post_json(&format!("/jobs/{id}/cancel"), &empty, false))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -105,3 +105,48 @@ fn usage_and_io_errors_exit_2() {
     let bad_root = apply(&dir.path().join("nope"), GOOD, false);
     assert_eq!(bad_root.status.code(), Some(2));
 }
+
+#[test]
+fn context_rank_prints_the_best_files_first_and_caches_outside_the_repo() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(
+        repo.join("src/parser.rs"),
+        "pub fn parse_config(text: &str) -> Config { todo }\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("src/network.rs"), "pub fn open_socket(addr: &str) {}\n").unwrap();
+    std::fs::write(repo.join("README.md"), "A small tool.\n").unwrap();
+    let query = dir.path().join("query.txt");
+    std::fs::write(&query, "The config parser fails on empty text").unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .args(["context", "rank", "--repo"])
+        .arg(&repo)
+        .arg("--query-file")
+        .arg(&query)
+        .args(["--top", "2"])
+        .env("ORCH_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"src/parser.rs"), "{stdout}");
+    assert!(lines.len() <= 2);
+    assert!(
+        data.join("indexes").exists(),
+        "the index cache is under ORCH_DATA_DIR"
+    );
+    let inside: Vec<_> = std::fs::read_dir(&repo)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        inside.len(),
+        2,
+        "nothing was written into the repository: {inside:?}"
+    );
+}

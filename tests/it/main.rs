@@ -5,14 +5,18 @@
 
 #[path = "../support/fake_github/mod.rs"]
 mod fake_github;
+#[path = "../support/fake_openai.rs"]
+mod fake_openai;
 mod support;
 
+mod agents;
 mod api;
 mod crash;
 mod diff_cli;
 mod github;
 mod intake;
 mod outbox;
+mod runner;
 mod store;
 mod webhook;
 mod workspace;

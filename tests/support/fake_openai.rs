@@ -1,0 +1,224 @@
+//! A fake OpenAI-compatible endpoint for tests: an in-process axum server on
+//! 127.0.0.1:0 serving `POST <prefix>/chat/completions` from a queue of
+//! scripted answers (content, usage numbers, model name) and injected faults
+//! (a status with an optional `Retry-After`), recording every request so
+//! tests assert what was asked and how it was authenticated.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// What the fake answers next.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    Answer {
+        content: String,
+        model: String,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    },
+    Fault {
+        status: u16,
+        retry_after: Option<String>,
+    },
+}
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub path: String,
+    pub model: String,
+    /// `(role, content)` in order.
+    pub messages: Vec<(String, String)>,
+    /// `max_tokens` or `max_completion_tokens`, whichever was sent.
+    pub max_tokens: Option<u64>,
+    pub authorization: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    script: VecDeque<Scripted>,
+    requests: Vec<RecordedRequest>,
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+/// The running fake; the server stops when it is dropped.
+pub struct FakeOpenAi {
+    /// The base URL to configure (`OPENAI_BASE_URL`), prefix included.
+    pub url: String,
+    state: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeOpenAi {
+    /// A fake under `/v1`, as OpenAI itself.
+    pub async fn start() -> FakeOpenAi {
+        FakeOpenAi::start_with_prefix("/v1").await
+    }
+
+    pub async fn start_with_prefix(prefix: &str) -> FakeOpenAi {
+        let state = Shared::default();
+        let app = Router::new()
+            .route(&format!("{prefix}/chat/completions"), post(chat))
+            .fallback(not_found)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{prefix}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeOpenAi { url, state, server }
+    }
+
+    /// Queues an answer from `gpt-4.1-2025-04-14` (a dated name, as OpenAI answers).
+    pub fn push_answer(&self, content: &str, prompt_tokens: u64, completion_tokens: u64) {
+        self.push_answer_as(content, "gpt-4.1-2025-04-14", prompt_tokens, completion_tokens);
+    }
+
+    pub fn push_answer_as(&self, content: &str, model: &str, prompt_tokens: u64, completion_tokens: u64) {
+        self.push(Scripted::Answer {
+            content: content.to_string(),
+            model: model.to_string(),
+            prompt_tokens,
+            completion_tokens,
+        });
+    }
+
+    /// Queues an error status, with `Retry-After` when given.
+    pub fn push_fault(&self, status: u16, retry_after: Option<&str>) {
+        self.push(Scripted::Fault {
+            status,
+            retry_after: retry_after.map(str::to_string),
+        });
+    }
+
+    pub fn push(&self, scripted: Scripted) {
+        self.state.lock().unwrap().script.push_back(scripted);
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+async fn chat(
+    State(state): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let recorded = record(&uri, &headers, &body);
+    let model = recorded.model.clone();
+    let next = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(recorded);
+        s.script.pop_front()
+    };
+    match next {
+        Some(Scripted::Answer {
+            content,
+            model: answered,
+            prompt_tokens,
+            completion_tokens,
+        }) => Json(completion(&content, &answered, prompt_tokens, completion_tokens)).into_response(),
+        Some(Scripted::Fault { status, retry_after }) => fault(status, retry_after),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            &format!("the fake has no scripted answer left (model {model})"),
+        ),
+    }
+}
+
+fn record(uri: &Uri, headers: &HeaderMap, body: &Value) -> RecordedRequest {
+    let messages = body["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| (text(&m["role"]), content(&m["content"])))
+                .collect()
+        })
+        .unwrap_or_default();
+    RecordedRequest {
+        path: uri.path().to_string(),
+        model: text(&body["model"]),
+        messages,
+        max_tokens: body["max_completion_tokens"]
+            .as_u64()
+            .or_else(|| body["max_tokens"].as_u64()),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        at: Instant::now(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// A message's content: a string, or an array of text parts.
+fn content(v: &Value) -> String {
+    match v {
+        Value::Array(parts) => parts.iter().map(|p| text(&p["text"])).collect(),
+        other => text(other),
+    }
+}
+
+fn completion(content: &str, model: &str, prompt_tokens: u64, completion_tokens: u64) -> Value {
+    json!({
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null},
+            "finish_reason": "stop",
+            "logprobs": null
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens
+        }
+    })
+}
+
+fn fault(status: u16, retry_after: Option<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    let mut response = error(status, "injected fault");
+    if let Some(after) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", after.parse().unwrap());
+    }
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": "fake_error", "param": null, "code": null}});
+    (status, Json(body)).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no route for {}", uri.path()))
+}
