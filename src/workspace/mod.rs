@@ -15,7 +15,27 @@
 //!
 //! Local work (worktrees, index, commits, refs) uses git2 inside
 //! `spawn_blocking`; fetch and push run the `git` program, which gets the
-//! installation token through `GIT_ASKPASS` only (see [`git_cli`]).
+//! installation token through `GIT_ASKPASS` only (see `git_cli.rs` and ADR 0004).
+//!
+//! A job, as the runner drives it:
+//!
+//! ```text
+//! let workspaces = Workspaces::new(&config.data_dir);            // once per process
+//! let remote = RemoteSpec::from_repository(&inst.repository(&repo).await?)?;
+//! let branch = branch_name(Some(issue), &job_id, &issue_title);    // stored on the job
+//! let ws = workspaces.prepare(&job_id, &remote, &branch, Some(&inst.token().await?)).await?;
+//! let done = ws.commits_since_base().await?;                       // steps kept by a retry
+//! for step in remaining_steps {
+//!     /* apply the step's patch under ws.root() */
+//!     match ws.commit_step(&step.title, &step.rationale, &CommitIdentity::bot(&bot), Some((&login, id))).await {
+//!         Ok(Some(_sha)) => ws.push(Some(&inst.token().await?)).await?,  // NonFastForward: fail the job
+//!         Ok(None) => { /* step "empty" */ }
+//!         Err(WorkspaceError::ProtectedPath(why)) => { ws.discard_changes().await?; /* diff_refused: why */ }
+//!         Err(other) => return Err(other.into()),
+//!     }
+//! }
+//! ws.cleanup().await?;
+//! ```
 //!
 //! Worktrees are removed by [`Workspace::cleanup`], which the runner calls
 //! when the job ends, whatever the outcome: what matters of a failed job is
