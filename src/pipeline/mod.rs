@@ -11,6 +11,7 @@
 
 pub mod code;
 pub mod execute;
+pub mod github_job;
 pub mod metered;
 pub mod paths;
 pub mod plan;

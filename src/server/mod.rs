@@ -164,6 +164,19 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     let state = AppState::new(config.clone(), store.clone());
+    let workers = match &github {
+        Some(github) => Some(spawn_workers(
+            &config,
+            &store,
+            github.clone(),
+            state.identity.clone(),
+            &shutdown,
+        )?),
+        None => {
+            tracing::warn!("no GitHub App configured: jobs wait until one is");
+            None
+        }
+    };
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
         let control = crate::control::ControlApplier::new(store.clone(), github.clone());
@@ -188,12 +201,46 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         let _ = outbox.await;
         let _ = control.await;
     }
+    if let Some(workers) = workers {
+        // Running jobs release their leases (or finish) within the grace period.
+        let _ = workers.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Learns the bot's identity in the background (GitHub may be unreachable for a while).
+/// The worker pool that runs GitHub jobs.
+fn spawn_workers(
+    config: &Arc<Config>,
+    store: &Store,
+    github: crate::github::GitHub,
+    identity: Arc<Identity>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let pricing = crate::pricing::Pricing::load(config.pricing_path.as_deref())?;
+    let policy = crate::agents::AgentsPolicy::load(config.agents_path.as_deref())?;
+    let model = crate::llm::openai::OpenAiModel::with_defaults(
+        &config.openai.base_url,
+        config.openai.api_key.as_ref(),
+    )?;
+    let handler = crate::pipeline::github_job::GitHubJobs {
+        store: store.clone(),
+        config: config.clone(),
+        github,
+        model: Arc::new(model),
+        pricing: Arc::new(pricing),
+        policy: Arc::new(policy),
+        workspaces: crate::workspace::Workspaces::new(&config.data_dir),
+        identity,
+    };
+    let settings = crate::runner::PoolSettings::new(config.workers, Duration::from_secs(config.lease_secs));
+    let pool = crate::runner::WorkerPool::new(store.clone(), Arc::new(handler), settings);
+    tracing::info!(workers = config.workers, "worker pool started");
+    Ok(tokio::spawn(pool.run(shutdown.clone())))
+}
+
 fn spawn_github_startup(github: crate::github::GitHub, identity: Arc<Identity>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         crate::github::startup::learn_identity(&github, &identity, &shutdown).await;

@@ -184,3 +184,34 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+impl Store {
+    /// Records the job's pull request.
+    pub async fn set_pull_request(
+        &self,
+        job_id: &str,
+        number: u64,
+        url: &str,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query("UPDATE jobs SET pr_number = $1, pr_url = $2, updated_at = $3 WHERE id = $4")
+            .bind(i64::try_from(number).unwrap_or(i64::MAX))
+            .bind(url)
+            .bind(now)
+            .bind(job_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the job's installation once the worker has resolved it.
+    pub async fn set_installation(&self, job_id: &str, installation_id: u64, now: UnixMillis) -> Result<()> {
+        sqlx::query("UPDATE jobs SET installation_id = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::try_from(installation_id).unwrap_or(i64::MAX))
+            .bind(now)
+            .bind(job_id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}

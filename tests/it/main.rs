@@ -18,6 +18,7 @@ mod gate;
 mod github;
 mod intake;
 mod outbox;
+mod pipeline;
 mod progress;
 mod run_cli;
 mod runner;
