@@ -108,11 +108,15 @@ impl Default for IndexOptions {
 /// A chunk found by a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkHit {
+    /// Position in [`RepoIndex::files`].
     pub file: usize,
+    /// Position in that file's chunks.
     pub chunk: usize,
-    /// Content BM25 plus weighted path BM25.
+    /// `content_score + path_score`.
     pub score: f32,
+    /// Chunk BM25 × the file's [`file_prior`].
     pub content_score: f32,
+    /// Path BM25 × `PATH_WEIGHT` (0.6) × the file's [`file_prior`].
     pub path_score: f32,
 }
 
