@@ -226,8 +226,8 @@ impl GitHubJobs {
             requests: usage.requests,
             ..Meter::default()
         };
-        let mut limits =
-            limits_from_config(&self.config.budget, self.config.budget.daily_usd_per_installation);
+        let daily_remaining = self.daily_remaining(job).await?;
+        let mut limits = limits_from_config(&self.config.budget, daily_remaining);
         limits.usd = job.budget_usd;
         limits.requests = u32::try_from(job.budget_requests).unwrap_or(limits.requests);
         limits.wall_clock =
@@ -261,6 +261,25 @@ impl GitHubJobs {
             tracing::warn!(error = %err, "could not remove the worktree");
         }
         result.map(|done| (done, meter))
+    }
+
+    /// What the job's installation may still spend today, across its other jobs.
+    async fn daily_remaining(&self, job: &ClaimedJob) -> Result<f64, ExecuteError> {
+        let cap = self.config.budget.daily_usd_per_installation;
+        let Some(installation) = job.installation_id.and_then(|id| u64::try_from(id).ok()) else {
+            return Ok(cap);
+        };
+        let now = chrono::Utc::now();
+        let midnight = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+            .unwrap_or(0);
+        let spent = self
+            .store
+            .installation_spent_since(installation, &job.id, midnight)
+            .await?;
+        Ok((cap - spent).max(0.0))
     }
 
     /// Opens the PR (when something was pushed), concludes the check run and

@@ -215,3 +215,25 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// What the installation's other jobs started since `since` (UTC
+    /// midnight) have spent; the daily cap's headroom for a job is the cap
+    /// minus this. A job that started before midnight counts for its own day.
+    pub async fn installation_spent_since(
+        &self,
+        installation_id: u64,
+        except_job: &str,
+        since: UnixMillis,
+    ) -> Result<f64> {
+        let spent: Option<f64> = sqlx::query_scalar(
+            "SELECT SUM(cost_usd) FROM jobs WHERE installation_id = $1 AND id <> $2 AND started_at >= $3",
+        )
+        .bind(i64::try_from(installation_id).unwrap_or(i64::MAX))
+        .bind(except_job)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(spent.unwrap_or(0.0))
+    }
+}

@@ -295,3 +295,54 @@ mod queue {
         }
     }
 }
+
+mod spending {
+    use orchestrator::jobs::now_millis;
+    use orchestrator::store::JobUsage;
+
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn an_installations_spending_today_sums_its_other_jobs() {
+        for (backend, url) in backends().await {
+            let app = app_on(&url, &[]).await;
+            for n in 1..=3 {
+                app.deliver("issues", &format!("s-{n}"), &labeled(n)).await;
+            }
+            let now = now_millis();
+            let mut ids = Vec::new();
+            while let Some(job) = app.store.claim_job("w", now + 60_000, now).await.unwrap() {
+                ids.push(job.id);
+            }
+            assert_eq!(ids.len(), 3, "{backend}");
+            for (i, id) in ids.iter().enumerate() {
+                let usage = JobUsage {
+                    usd: 0.5 * (i + 1) as f64,
+                    ..JobUsage::default()
+                };
+                app.store.save_usage(id, &usage, now).await.unwrap();
+            }
+            let spent = app
+                .store
+                .installation_spent_since(INSTALLATION, &ids[0], now - 1_000)
+                .await
+                .unwrap();
+            assert!(
+                (spent - 2.5).abs() < 1e-9,
+                "{backend}: the others' 1.0 + 1.5, got {spent}"
+            );
+            let later = app
+                .store
+                .installation_spent_since(INSTALLATION, &ids[0], now + 1_000)
+                .await
+                .unwrap();
+            assert_eq!(later, 0.0, "{backend}: jobs started before the day do not count");
+            let other = app
+                .store
+                .installation_spent_since(INSTALLATION + 1, "x", 0)
+                .await
+                .unwrap();
+            assert_eq!(other, 0.0, "{backend}");
+        }
+    }
+}
