@@ -11,11 +11,12 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
-use crate::error::{ApplyError, Refusal, RefusalKind};
-use crate::matching::{self, Placement};
-use crate::model::{FileMode, FileOp, FilePatch, Hunk, LineKind, Patch};
+use crate::error::{ApplyError, InsertionProblem, Refusal, RefusalKind};
+use crate::matching;
+use crate::model::{FileMode, FileOp, FilePatch, Hunk, Patch};
 use crate::paths::RepoPath;
-use crate::report::{ApplyReport, FileChange, FileReport, HunkReport};
+use crate::report::{ApplyReport, FileChange, FileReport, HunkReport, MatchKind};
+use crate::splice::{Edit, changed_middle, edit};
 use crate::text::{self, Eol, FileText, OutLine};
 use crate::write::{self, Changes, FileRemove, FileWrite, Original, Perms};
 
@@ -64,6 +65,7 @@ pub fn apply(patch: &Patch, root: &Path, opts: &ApplyOptions) -> Result<ApplyRep
         }
     }
     refusals.extend(same_physical_files(&prepared));
+    refusals.extend(insertions_against_drift(&prepared));
     if !refusals.is_empty() {
         return Err(ApplyError::Refused(refusals));
     }
@@ -112,6 +114,8 @@ impl From<ApplyError> for Failure {
 /// One file, ready to be written.
 struct Prepared {
     report: FileReport,
+    /// Pure insertions placed by their stated line alone: (1-based hunk, patch line).
+    by_line_only: Vec<(usize, usize)>,
     /// Physical paths touched, for detecting one file reached through two names.
     physical: Vec<(PathBuf, RepoPath)>,
     dirs: Vec<PathBuf>,
@@ -187,6 +191,7 @@ fn modify(
         });
     }
     Ok(Prepared {
+        by_line_only: edit.by_line_only,
         report: FileReport {
             path: path.clone(),
             change: FileChange::Modified,
@@ -227,7 +232,7 @@ fn create(
         .enumerate()
         .map(|(i, _)| HunkReport {
             index: i + 1,
-            matched: crate::report::MatchKind::Exact,
+            matched: MatchKind::Exact,
             line: 1,
         })
         .collect();
@@ -246,6 +251,7 @@ fn create(
         }
         report.change = FileChange::Unchanged;
         return Ok(Prepared {
+            by_line_only: Vec::new(),
             report,
             physical: vec![(target.physical, path.clone())],
             dirs: Vec::new(),
@@ -254,6 +260,7 @@ fn create(
         });
     }
     Ok(Prepared {
+        by_line_only: Vec::new(),
         report,
         physical: vec![(target.physical, path.clone())],
         dirs: target.missing_dirs,
@@ -288,6 +295,7 @@ fn delete(
         return Err(refuse.file(path, kind));
     }
     Ok(Prepared {
+        by_line_only: edit.by_line_only,
         report: FileReport {
             path: path.clone(),
             change: FileChange::Deleted,
@@ -339,6 +347,7 @@ fn rename(
     check_size(edit.bytes.len(), to, opts, refuse)?;
     let permissions = meta.permissions();
     Ok(Prepared {
+        by_line_only: edit.by_line_only,
         report: FileReport {
             path: to.clone(),
             change: FileChange::Renamed { from: from.clone() },
@@ -392,6 +401,7 @@ fn write_whole(
     let new_lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
     let (added, removed) = changed_middle(&old_lines, &new_lines);
     let mut prepared = Prepared {
+        by_line_only: Vec::new(),
         report: FileReport {
             path: path.clone(),
             change: FileChange::Created,
@@ -431,157 +441,6 @@ fn write_whole(
         }
     }
     Ok(prepared)
-}
-
-/// Lines added and removed between `old` and `new`, counted outside their common prefix
-/// and suffix (cheap, and exact for a single changed region).
-fn changed_middle(old: &[&[u8]], new: &[&[u8]]) -> (usize, usize) {
-    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let (old_rest, new_rest) = (
-        old.get(prefix..).unwrap_or_default(),
-        new.get(prefix..).unwrap_or_default(),
-    );
-    let suffix = old_rest
-        .iter()
-        .rev()
-        .zip(new_rest.iter().rev())
-        .take_while(|(a, b)| a == b)
-        .count();
-    (new_rest.len() - suffix, old_rest.len() - suffix)
-}
-
-/// The result of applying hunks to a file's content.
-struct Edit {
-    bytes: Vec<u8>,
-    hunks: Vec<HunkReport>,
-    added: usize,
-    removed: usize,
-    /// Lines in the result (a deletion needs 0).
-    lines_left: usize,
-}
-
-impl Edit {
-    fn unchanged(bytes: Vec<u8>) -> Self {
-        let lines_left = FileText::new(&bytes).lines.len();
-        Edit {
-            bytes,
-            hunks: Vec::new(),
-            added: 0,
-            removed: 0,
-            lines_left,
-        }
-    }
-}
-
-/// Places `hunks` in `bytes` and splices them in.
-fn edit(bytes: &[u8], hunks: &[Hunk]) -> Result<Edit, Vec<matching::HunkRefusal>> {
-    let file = FileText::new(bytes);
-    let lines: Vec<&[u8]> = file.lines.iter().map(|l| l.text).collect();
-    let placements = matching::place(&lines, hunks)?;
-    let mut order: Vec<usize> = (0..hunks.len()).collect();
-    order.sort_by_key(|&i| placements.get(i).map(|p| (p.pos, p.old_len > 0)));
-    let mut out: Vec<OutLine<'_>> = Vec::with_capacity(file.lines.len());
-    let (mut added, mut removed, mut cursor) = (0, 0, 0);
-    for &i in &order {
-        let (Some(hunk), Some(place)) = (hunks.get(i), placements.get(i)) else {
-            continue;
-        };
-        copy_lines(&file, cursor, place.pos, &mut out);
-        let (a, r) = splice_hunk(&file, hunk, place, &mut out);
-        added += a;
-        removed += r;
-        cursor = place.pos + place.old_len;
-    }
-    copy_lines(&file, cursor, file.lines.len(), &mut out);
-    let final_newline = final_newline(&file, hunks, &placements, &order);
-    let lines_left = out.len();
-    let bytes = text::render(&out, file.dominant, final_newline, file.bom);
-    let hunks = placements
-        .iter()
-        .enumerate()
-        .map(|(i, p)| HunkReport {
-            index: i + 1,
-            matched: p.kind,
-            line: p.pos + 1,
-        })
-        .collect();
-    Ok(Edit {
-        bytes,
-        hunks,
-        added,
-        removed,
-        lines_left,
-    })
-}
-
-fn copy_lines<'a>(file: &FileText<'a>, from: usize, to: usize, out: &mut Vec<OutLine<'a>>) {
-    for line in file.lines.get(from..to).unwrap_or_default() {
-        out.push(OutLine {
-            text: Cow::Borrowed(line.text),
-            eol: Some(line.eol),
-        });
-    }
-}
-
-/// Appends the hunk's new side; context lines keep the file's bytes. Returns (added,
-/// removed).
-fn splice_hunk<'a>(
-    file: &FileText<'a>,
-    hunk: &'a Hunk,
-    place: &Placement,
-    out: &mut Vec<OutLine<'a>>,
-) -> (usize, usize) {
-    let (mut added, mut removed) = (0, 0);
-    let mut at = place.pos;
-    for line in &hunk.lines {
-        match line.kind {
-            LineKind::Context => {
-                if let Some(old) = file.lines.get(at) {
-                    out.push(OutLine {
-                        text: Cow::Borrowed(old.text),
-                        eol: Some(old.eol),
-                    });
-                }
-                at += 1;
-            }
-            LineKind::Removed => {
-                removed += 1;
-                at += 1;
-            }
-            LineKind::Added => {
-                let bytes = line.text.as_bytes();
-                let text = match &place.shift {
-                    // `place` checked that every added line can be shifted.
-                    Some(shift) => shift.apply(bytes).unwrap_or(Cow::Borrowed(bytes)),
-                    None => Cow::Borrowed(bytes),
-                };
-                out.push(OutLine { text, eol: None });
-                added += 1;
-            }
-        }
-    }
-    (added, removed)
-}
-
-/// Whether the result ends with a newline: as the file did, unless the hunk that ends
-/// the file says otherwise with `\ No newline at end of file` markers.
-fn final_newline(file: &FileText<'_>, hunks: &[Hunk], placements: &[Placement], order: &[usize]) -> bool {
-    let n = file.lines.len();
-    let last = order
-        .last()
-        .and_then(|&i| Some((hunks.get(i)?, placements.get(i)?)));
-    match last {
-        Some((hunk, place)) if place.pos + place.old_len == n => {
-            if hunk.new_missing_newline {
-                false
-            } else if hunk.old_missing_newline {
-                true
-            } else {
-                file.final_newline() || n == 0
-            }
-        }
-        _ => file.final_newline(),
-    }
 }
 
 /// A path checked on disk.
@@ -740,6 +599,35 @@ fn mode_of(meta: &Metadata) -> FileMode {
     #[cfg(not(unix))]
     let _ = meta;
     FileMode::Regular
+}
+
+/// Refuses pure insertions placed by their stated line alone when some hunk of the
+/// answer, in any file, was found away from its stated line: the same author wrote all
+/// the numbers, so this one is not to be trusted either.
+fn insertions_against_drift(prepared: &[Prepared]) -> Vec<Refusal> {
+    let offset = prepared
+        .iter()
+        .flat_map(|p| &p.report.hunks)
+        .find_map(|h| match h.matched {
+            MatchKind::Offset { by } if by != 0 => Some(by),
+            _ => None,
+        });
+    let Some(offset) = offset else {
+        return Vec::new();
+    };
+    prepared
+        .iter()
+        .flat_map(|p| {
+            p.by_line_only.iter().map(|(hunk, line)| Refusal {
+                path: Some(p.report.path.clone()),
+                hunk: Some(*hunk),
+                patch_line: Some(*line),
+                kind: RefusalKind::InsertionPosition {
+                    why: InsertionProblem::Drift { offset },
+                },
+            })
+        })
+        .collect()
 }
 
 /// Refuses entries that reach the same file through different names (a symbolic link

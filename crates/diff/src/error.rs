@@ -57,6 +57,12 @@ pub enum ParseErrorKind {
         /// The path of the open block.
         path: String,
     },
+    /// `=== END FILE` outside a block: a block's content contained that line and was
+    /// cut short there.
+    #[error(
+        "`=== END FILE` without an open block: a file's content cannot contain that line; send that file as a diff"
+    )]
+    StrayEndMarker,
     /// A path that is absolute, escapes the repository, or points into `.git`.
     #[error("refused path {path:?}: {reason}")]
     UnsafePath {
@@ -239,6 +245,14 @@ pub enum RefusalKind {
         /// 1-based lines of the candidates.
         candidates: Vec<usize>,
     },
+    /// Every line of the hunk is so common that its places are not even counted.
+    #[error(
+        "consists of lines that occur {occurrences} times or more in the file: add context that makes it unique"
+    )]
+    TooManyMatches {
+        /// Occurrences of the hunk's rarest line.
+        occurrences: usize,
+    },
     /// Several places match and the stated line is past the end of the file, so it
     /// cannot say which.
     #[error("matches {} places ({}) and the stated line {stated} is past the end of the file ({len} lines): add context that makes it unique", .candidates.len(), list(.candidates))]
@@ -307,6 +321,16 @@ pub enum RefusalKind {
         /// 1-based line of the match.
         line: usize,
     },
+    /// A whitespace-insensitive match where the file has one space more than the hunk's
+    /// context lines, and no removed line tells whether that is drift or context lines
+    /// written without their ` ` prefix: the added lines' indentation is not certain.
+    #[error(
+        "matches at line {line} only when ignoring whitespace: its context lines look like they lost their leading ` ` prefix; start every context line with a space"
+    )]
+    ContextPrefixLost {
+        /// 1-based line of the match.
+        line: usize,
+    },
     /// Two hunks claim the same lines.
     #[error("overlaps hunk {other} (both match at lines {start}–{end})")]
     Overlap {
@@ -350,8 +374,8 @@ pub enum InsertionProblem {
         /// Lines in the file.
         len: usize,
     },
-    /// The file's other hunks matched away from their stated lines, so this hunk's stated
-    /// line is not trustworthy either.
+    /// Other hunks of the answer (in this file or another) were found away from their
+    /// stated lines, so this hunk's stated line is not trustworthy either.
     Drift {
         /// The other hunks' offset.
         offset: i64,
@@ -373,7 +397,9 @@ fn insertion_detail(why: &InsertionProblem) -> String {
             format!(" at line {stated}, past the end of the file ({len} lines)")
         }
         InsertionProblem::Drift { offset } => {
-            format!(", and the file's other hunks matched {offset:+} lines away from their stated lines")
+            format!(
+                ", and other hunks of this answer were found {offset:+} lines away from their stated lines"
+            )
         }
         InsertionProblem::SamePlace { other } => {
             format!(" at the same place as hunk {other}, so their order is unclear")

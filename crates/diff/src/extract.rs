@@ -65,6 +65,10 @@ pub(crate) fn split(text: &str) -> Result<Vec<Piece<'_>>, ParseError> {
             let (block, next) = file_block(&lines, i)?;
             pieces.push(block);
             i = next;
+        } else if line.text.trim_end() == FILE_END {
+            // A block's content held a line `=== END FILE`, which closed it early: the
+            // rest of that content would be lost without a word.
+            return Err(ParseError::new(line.no, ParseErrorKind::StrayEndMarker));
         } else if is_fence(line.text) {
             let after = lines.get(i + 1).copied();
             flush(&mut pieces, &mut current, after);
@@ -113,7 +117,7 @@ fn flush<'a>(pieces: &mut Vec<Piece<'a>>, current: &mut Vec<Line<'a>>, after: Op
 /// the line after `=== END FILE`.
 fn file_block<'a>(lines: &[Line<'a>], start: usize) -> Result<(Piece<'a>, usize), ParseError> {
     let header = lines.get(start).copied().unwrap_or(Line { no: 0, text: "" });
-    let path = header.text.strip_prefix(FILE_START).unwrap_or_default().trim();
+    let path = unwrap_path(header.text.strip_prefix(FILE_START).unwrap_or_default());
     let mut content = Vec::new();
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
         if line.text.trim_end() == FILE_END {
@@ -143,6 +147,18 @@ fn file_block<'a>(lines: &[Line<'a>], start: usize) -> Result<(Piece<'a>, usize)
             path: path.to_owned(),
         },
     ))
+}
+
+/// The path of a `=== FILE:` line: trimmed, and out of the backticks or quotes an LLM
+/// may put around it (a file name that starts *and* ends with one is not credible).
+fn unwrap_path(raw: &str) -> &str {
+    let path = raw.trim();
+    for quote in ['`', '"', '\''] {
+        if let Some(inner) = path.strip_prefix(quote).and_then(|p| p.strip_suffix(quote)) {
+            return inner.trim();
+        }
+    }
+    path
 }
 
 #[cfg(test)]
@@ -191,6 +207,29 @@ mod tests {
         assert!(matches!(err.kind, ParseErrorKind::UnterminatedFileBlock { .. }));
         let err = split("=== FILE: a\nx\n=== FILE: b\ny\n=== END FILE\n").unwrap_err();
         assert_eq!(err.line, 3);
+    }
+
+    #[test]
+    fn stray_end_marker_is_refused() {
+        // Content that itself holds `=== END FILE` closes the block early.
+        let err = split("=== FILE: a.md\nx\n=== END FILE\nmore content\n=== END FILE\n").unwrap_err();
+        assert_eq!((err.line, err.kind), (5, ParseErrorKind::StrayEndMarker));
+    }
+
+    #[test]
+    fn quoted_paths_in_file_blocks_are_unwrapped() {
+        for header in [
+            "=== FILE: `src/a.rs`",
+            "=== FILE: \"src/a.rs\" ",
+            "=== FILE:src/a.rs",
+        ] {
+            let text = format!("{header}\nx\n=== END FILE\n");
+            let pieces = split(&text).unwrap();
+            match &pieces[0] {
+                Piece::FileBlock { path, .. } => assert_eq!(*path, "src/a.rs", "{header}"),
+                Piece::Segment { .. } => panic!("expected a file block"),
+            }
+        }
     }
 
     #[test]

@@ -39,19 +39,23 @@
 //! === END FILE
 //! ```
 //!
-//! Both marker lines start at column 0. The content is the lines between them, verbatim
-//! (markdown fences inside it are content). The written file ends with a newline unless
-//! it is empty; if the file exists and mostly uses CRLF, the content is written with CRLF.
-//! A block without its `=== END FILE` (a truncated answer) is refused.
+//! Both marker lines start at column 0 (backticks or quotes around the path are
+//! dropped). The content is the lines between them, verbatim (markdown fences inside it
+//! are content). The written file ends with a newline unless it is empty; if the file
+//! exists and mostly uses CRLF, the content is written with CRLF (and a byte-order mark
+//! is kept). A block without its `=== END FILE` (a truncated answer), a `=== FILE:` line
+//! inside a block and an `=== END FILE` outside one are refused: content cannot contain
+//! the marker lines, so such a file has to be sent as a diff. A blank answer is an
+//! empty patch ("nothing to change").
 //!
 //! # Leniencies, and what bounds them
 //!
 //! | damage | handled by | bounded by |
 //! |---|---|---|
-//! | prose, fences around the patch | [`extract`](crate::parse) skips them | a hunk cut short by prose or a fence is refused when hunk-like lines follow |
-//! | wrong `@@` counts | the body is read to the end of its hunk lines | counts that end the hunk while changed lines follow are refused |
-//! | wrong or missing line numbers | content search, nearest to the stated line | several equally near, or no line stated → refused |
-//! | drifted whitespace | whitespace-insensitive fallback, added lines re-indented | inconsistent indentation shift → refused |
+//! | prose, fences around the patch | skipped: parsing starts at file and hunk headers | a hunk cut short by prose or a fence is refused when hunk-like lines follow |
+//! | wrong `@@` counts | the body is read to the end of its hunk lines | counts that end the hunk while added lines follow are refused |
+//! | wrong or missing line numbers | content search, nearest to the stated line | no line stated, two equally near, or other hunks' offsets disagreeing → refused |
+//! | drifted whitespace | whitespace-insensitive fallback, added lines re-indented | inconsistent indentation shift, context lines that lost their ` ` prefix → refused |
 //! | hunks out of order, thin context | each hunk matched independently | overlapping hunks, non-unique matches → refused |
 //! | missing `a/`/`b/` prefixes | paths are taken as written | — |
 //! | CRLF patch or file | line endings are not content; each file keeps its own | — |
@@ -73,6 +77,7 @@
 //!   exists with other content is refused.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod apply;
@@ -83,6 +88,7 @@ mod model;
 mod parse;
 mod paths;
 mod report;
+mod splice;
 mod text;
 mod write;
 

@@ -5,20 +5,24 @@
 //!    If there are none, every place where they appear ignoring whitespace (leading and
 //!    trailing whitespace trimmed, inner runs of blanks folded into one).
 //! 3. One place → there. Several → the one strictly nearest to the stated line; refused
-//!    if the header states no line or two are equally near. Two extra checks make the
-//!    "nearest" rule safer than it is in `patch`: when the file's other hunks matched
-//!    at an offset from their stated lines and that offset points at a different
-//!    candidate, the hunk is refused; when their offsets disagree with each other by `s`
-//!    lines, the stated line is trusted only to within `s` lines, so a rival candidate
-//!    that close is refused too; and an exact match found away from the stated line
-//!    is refused when the stated line itself matches ignoring whitespace.
+//!    if the header states no line, the stated line is past the end of the file, or two
+//!    are equally near.
+//!
+//!    The stated line is only a hint, so its trust is checked against the hunks that
+//!    matched at a single place (the *anchors*), which show how far off this answer's
+//!    numbers are. Refused as well: a choice that the nearest anchor's offset would
+//!    change; a rival candidate within the spread of the anchors' offsets; an exact
+//!    match at the stated line (rule 1) when the nearest anchor's offset leads to a
+//!    second exact match; and an exact match found away from the stated line when the
+//!    stated line itself matches ignoring whitespace.
 //! 4. A whitespace-insensitive match takes the indentation shift observed on its
 //!    non-blank matched lines (the same prefix added, or removed, on every one of them)
 //!    and applies it to the added lines; if the matched lines disagree, it is refused.
 //! 5. A pure insertion (no context, no removed line) has no content to match: it goes at
 //!    the stated line only when the header is consistent (`-a,0`), the line exists, and
-//!    no other hunk of the file was found away from its stated line. In an empty file it
-//!    goes at the start. Otherwise it is refused.
+//!    no other hunk of the answer — in this file or, checked by `apply`, any other — was
+//!    found away from its stated line. In an empty file it goes at the start. Otherwise
+//!    it is refused.
 //! 6. A `\ No newline at end of file` marker means the hunk ends the file: matches that
 //!    do not are discarded.
 //! 7. Hunks may come in any order, since every hunk is matched against the original
@@ -33,7 +37,7 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use crate::error::{InsertionProblem, RefusalKind};
-use crate::model::Hunk;
+use crate::model::{Hunk, LineKind};
 use crate::report::MatchKind;
 
 /// Where a hunk goes, as decided for the original file.
@@ -48,7 +52,16 @@ pub(crate) struct Placement {
     pub kind: MatchKind,
     /// For whitespace-insensitive matches: how to re-indent added lines.
     pub shift: Option<Shift>,
+    /// A pure insertion into a non-empty file, placed by nothing but its stated line:
+    /// [`crate::apply`] refuses it when any hunk of the answer, in any file, was found
+    /// away from its stated line (the same author wrote all the numbers).
+    pub by_line_only: bool,
 }
+
+/// A hunk whose every line occurs more often than this is refused outright: it is made
+/// of trivial lines (`}`, blank) and checking every place would let a hostile answer burn
+/// time (each place costs a comparison of the whole hunk).
+const MAX_OCCURRENCES: usize = 20_000;
 
 /// A refusal of one hunk: its 0-based index and why.
 pub(crate) type HunkRefusal = (usize, RefusalKind);
@@ -61,7 +74,7 @@ pub(crate) fn place(file: &[&[u8]], hunks: &[Hunk]) -> Result<Vec<Placement>, Ve
     let mut placements = Vec::with_capacity(hunks.len());
     let mut refusals = Vec::new();
     for (i, (hunk, found)) in hunks.iter().zip(found).enumerate() {
-        match matcher.resolve(hunk, found, &anchors) {
+        match matcher.resolve(i, hunk, found, &anchors) {
             Ok(p) => placements.push(p),
             Err(kind) => refusals.push((i, kind)),
         }
@@ -98,6 +111,8 @@ enum Tier {
 /// A hunk that matched at a single place, with its stated line: evidence of how far off
 /// this file's line numbers are.
 struct Anchor {
+    /// The hunk's index, so that a hunk is not its own evidence.
+    hunk: usize,
     stated: usize,
     offset: i64,
 }
@@ -106,7 +121,8 @@ fn anchors(hunks: &[Hunk], found: &[Found]) -> Vec<Anchor> {
     hunks
         .iter()
         .zip(found)
-        .filter_map(|(hunk, found)| {
+        .enumerate()
+        .filter_map(|(i, (hunk, found))| {
             let stated = hunk.stated_index()?;
             let pos = match found {
                 Found::AtStated(p) => *p,
@@ -114,6 +130,7 @@ fn anchors(hunks: &[Hunk], found: &[Found]) -> Vec<Anchor> {
                 _ => return None,
             };
             Some(Anchor {
+                hunk: i,
                 stated,
                 offset: signed(pos).saturating_sub(signed(stated)),
             })
@@ -121,10 +138,12 @@ fn anchors(hunks: &[Hunk], found: &[Found]) -> Vec<Anchor> {
         .collect()
 }
 
-/// The offset of the anchor whose stated line is nearest to `stated`.
-fn drift_near(anchors: &[Anchor], stated: usize) -> i64 {
+/// The offset of the anchor (other than hunk `except`) whose stated line is nearest to
+/// `stated`.
+fn drift_near(anchors: &[Anchor], stated: usize, except: usize) -> i64 {
     anchors
         .iter()
+        .filter(|a| a.hunk != except)
         .min_by_key(|a| a.stated.abs_diff(stated))
         .map_or(0, |a| a.offset)
 }
@@ -190,8 +209,22 @@ impl<'f> Matcher<'f> {
             .is_some_and(|window| window == old)
     }
 
+    /// Like [`Self::loose_at`] for one position, without normalising the whole file (a
+    /// correct diff with shifted numbers checks this once per hunk).
+    fn loose_window_at(&self, hunk: &Hunk, pos: usize) -> bool {
+        let old_len = hunk.old_lines().count();
+        let Some(window) = self.lines.get(pos..pos.saturating_add(old_len)) else {
+            return false;
+        };
+        hunk.old_lines()
+            .zip(window)
+            .all(|(o, f)| normalize(o.as_bytes()) == normalize(f))
+    }
+
     /// Every position where `old` appears, found through its rarest line.
-    fn candidates<K, F>(&self, old: &[K], index: &HashMap<K, Vec<usize>>, at: F) -> Vec<usize>
+    /// `Err(n)` when even the hunk's rarest line occurs `n` times, more than
+    /// [`MAX_OCCURRENCES`].
+    fn candidates<K, F>(&self, old: &[K], index: &HashMap<K, Vec<usize>>, at: F) -> Result<Vec<usize>, usize>
     where
         K: std::hash::Hash + Eq,
         F: Fn(usize) -> bool,
@@ -199,20 +232,24 @@ impl<'f> Matcher<'f> {
         let mut rarest: Option<(usize, &Vec<usize>)> = None;
         for (j, line) in old.iter().enumerate() {
             let Some(positions) = index.get(line) else {
-                return Vec::new();
+                return Ok(Vec::new());
             };
             if rarest.is_none_or(|(_, r)| positions.len() < r.len()) {
                 rarest = Some((j, positions));
             }
         }
         let Some((j, positions)) = rarest else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        positions
+        // Bounds the work a hostile answer can cause (every position is verified).
+        if positions.len() > MAX_OCCURRENCES {
+            return Err(positions.len());
+        }
+        Ok(positions
             .iter()
             .filter_map(|q| q.checked_sub(j))
             .filter(|p| at(*p))
-            .collect()
+            .collect())
     }
 
     /// Whether a hunk of `old_len` old lines may start at `pos`: a `\ No newline at end
@@ -234,11 +271,18 @@ impl<'f> Matcher<'f> {
         {
             return Found::AtStated(s);
         }
-        let exact = self.candidates(&old, self.exact_index(), |p| self.exact_at(&old, p));
+        let too_many = |occurrences| Found::Refused(RefusalKind::TooManyMatches { occurrences });
+        let exact = match self.candidates(&old, self.exact_index(), |p| self.exact_at(&old, p)) {
+            Ok(found) => found,
+            Err(n) => return too_many(n),
+        };
         let (positions, tier) = if exact.is_empty() {
             let loose_old: Vec<Vec<u8>> = old.iter().map(|l| normalize(l)).collect();
-            let loose = self.candidates(&loose_old, self.loose_index(), |p| self.loose_at(&loose_old, p));
-            (loose, Tier::Whitespace)
+            let at = |p| self.loose_at(&loose_old, p);
+            match self.candidates(&loose_old, self.loose_index(), at) {
+                Ok(found) => (found, Tier::Whitespace),
+                Err(n) => return too_many(n),
+            }
         } else {
             (exact, Tier::Exact)
         };
@@ -276,35 +320,43 @@ impl<'f> Matcher<'f> {
 
     /// Turns what was found into a placement, weighing the stated line and the other
     /// hunks' offsets.
-    fn resolve(&self, hunk: &Hunk, found: Found, anchors: &[Anchor]) -> Result<Placement, RefusalKind> {
+    fn resolve(
+        &self,
+        index: usize,
+        hunk: &Hunk,
+        found: Found,
+        anchors: &[Anchor],
+    ) -> Result<Placement, RefusalKind> {
         let old_len = hunk.old_lines().count();
         let stated = hunk.stated_index();
         let (pos, tier) = match found {
             Found::Refused(kind) => return Err(kind),
             Found::Insertion => return self.place_insertion(hunk, anchors),
             Found::AtStated(pos) => {
+                self.check_drift_at_stated(index, hunk, pos, anchors)?;
                 return Ok(Placement {
                     pos,
                     old_len,
                     kind: MatchKind::Exact,
                     shift: None,
+                    by_line_only: false,
                 });
             }
-            Found::Candidates { positions, tier } => {
-                (choose(&positions, stated, anchors, self.lines.len())?, tier)
-            }
+            Found::Candidates { positions, tier } => (
+                choose(index, &positions, stated, anchors, self.lines.len())?,
+                tier,
+            ),
         };
         match tier {
             Tier::Exact => {
                 // The stated line can only conflict where the hunk may go at all.
-                if let Some(s) = stated.filter(|s| self.fits(hunk, old_len, *s)) {
-                    let loose_old: Vec<Vec<u8>> = hunk.old_lines().map(|l| normalize(l.as_bytes())).collect();
-                    if self.loose_at(&loose_old, s) {
-                        return Err(RefusalKind::ConflictingMatches {
-                            exact: pos + 1,
-                            stated: s + 1,
-                        });
-                    }
+                if let Some(s) = stated.filter(|s| self.fits(hunk, old_len, *s))
+                    && self.loose_window_at(hunk, s)
+                {
+                    return Err(RefusalKind::ConflictingMatches {
+                        exact: pos + 1,
+                        stated: s + 1,
+                    });
                 }
                 let kind = match stated {
                     Some(s) => MatchKind::Offset {
@@ -317,34 +369,78 @@ impl<'f> Matcher<'f> {
                     old_len,
                     kind,
                     shift: None,
+                    by_line_only: false,
                 })
             }
             Tier::Whitespace => {
-                let shift = self
-                    .shift_at(hunk, pos)
-                    .ok_or(RefusalKind::InconsistentIndent { line: pos + 1 })?;
+                let shift = self.shift_at(hunk, pos)?;
                 Ok(Placement {
                     pos,
                     old_len,
                     kind: MatchKind::WhitespaceInsensitive,
                     shift: Some(shift),
+                    by_line_only: false,
                 })
             }
         }
     }
 
+    /// An exact match at the stated line is not enough when the other hunks were found
+    /// `d` lines off their stated lines and the hunk matches exactly `d` lines off too:
+    /// then the stated line is as likely wrong as theirs, and the two places tie.
+    fn check_drift_at_stated(
+        &self,
+        index: usize,
+        hunk: &Hunk,
+        pos: usize,
+        anchors: &[Anchor],
+    ) -> Result<(), RefusalKind> {
+        let offset = drift_near(anchors, pos, index);
+        if offset == 0 {
+            return Ok(());
+        }
+        let Ok(drifted) = usize::try_from(signed(pos).saturating_add(offset)) else {
+            return Ok(());
+        };
+        let old: Vec<&[u8]> = hunk.old_lines().map(str::as_bytes).collect();
+        if self.fits(hunk, old.len(), drifted) && self.exact_at(&old, drifted) {
+            let mut candidates = vec![pos + 1, drifted + 1];
+            candidates.sort_unstable();
+            return Err(RefusalKind::AmbiguousDrift {
+                candidates,
+                nearest: pos + 1,
+                drifted: drifted + 1,
+                offset,
+            });
+        }
+        Ok(())
+    }
+
     /// The indentation shift from the hunk's old lines to the file's lines at `pos`, if
     /// it is consistent and can be applied to every added line.
-    fn shift_at(&self, hunk: &Hunk, pos: usize) -> Option<Shift> {
+    fn shift_at(&self, hunk: &Hunk, pos: usize) -> Result<Shift, RefusalKind> {
+        let inconsistent = RefusalKind::InconsistentIndent { line: pos + 1 };
         let file = self.lines.get(pos..).unwrap_or_default();
         let pairs = hunk.old_lines().map(str::as_bytes).zip(file.iter().copied());
-        let shift = Shift::derive(pairs)?;
+        let shift = Shift::derive(pairs).ok_or(inconsistent.clone())?;
+        let has_text = |kind| {
+            hunk.lines
+                .iter()
+                .any(|l| l.kind == kind && !is_blank_line(l.text.as_bytes()))
+        };
+        // One space more in the file, seen on context lines only: the signature of
+        // context lines written without their ` ` prefix. Then the added lines are
+        // probably right as they are, and shifting them would be wrong; a removed line
+        // (whose `-` cannot be lost) showing the same shift would settle it.
+        if shift == Shift::Add(vec![b' ']) && !has_text(LineKind::Removed) && has_text(LineKind::Added) {
+            return Err(RefusalKind::ContextPrefixLost { line: pos + 1 });
+        }
         let added_ok = hunk
             .lines
             .iter()
-            .filter(|l| l.kind == crate::model::LineKind::Added)
+            .filter(|l| l.kind == LineKind::Added)
             .all(|l| shift.apply(l.text.as_bytes()).is_some());
-        added_ok.then_some(shift)
+        if added_ok { Ok(shift) } else { Err(inconsistent) }
     }
 
     fn place_insertion(&self, hunk: &Hunk, anchors: &[Anchor]) -> Result<Placement, RefusalKind> {
@@ -356,6 +452,7 @@ impl<'f> Matcher<'f> {
                 old_len: 0,
                 kind,
                 shift: None,
+                by_line_only: n > 0,
             })
         };
         if n == 0 {
@@ -387,6 +484,7 @@ impl<'f> Matcher<'f> {
 
 /// Picks among several candidates (0-based, sorted) by the stated line.
 fn choose(
+    index: usize,
     positions: &[usize],
     stated: Option<usize>,
     anchors: &[Anchor],
@@ -412,7 +510,7 @@ fn choose(
         tied: (a + 1, b + 1),
         stated: stated.saturating_add(1),
     })?;
-    let offset = drift_near(anchors, stated);
+    let offset = drift_near(anchors, stated, index);
     if offset != 0 {
         let drifted = match nearest(positions, signed(stated).saturating_add(offset)) {
             Ok(p) => p,

@@ -148,7 +148,7 @@ impl<'s, 'a> SegmentParser<'s, 'a> {
                 header.git_prefixed = header
                     .git_paths
                     .as_ref()
-                    .map(|(a, b)| a.starts_with("a/") && b.starts_with("b/") && a.get(2..) == b.get(2..));
+                    .map(|(a, b)| a.starts_with("a/") && b.starts_with("b/"));
                 i = self.extended_headers(i + 1, &mut header)?;
                 current = Some(header);
             } else if self.is_file_header_pair(i) {

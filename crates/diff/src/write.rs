@@ -139,12 +139,14 @@ fn write_temp(target: &Path, bytes: &[u8], perms: &Perms, sync: bool) -> Result<
     let (temp, mut file) =
         create_temp(dir).map_err(|e| ApplyError::io("creating a temporary file in", dir, e))?;
     let result = (|| {
-        file.write_all(bytes)?;
+        // Permissions first: a private file's content is never readable by others, not
+        // even for the moment between writing and renaming.
         let permissions = match perms {
             Perms::Keep(p, mode) => with_mode(p.clone(), *mode),
             Perms::New(mode) => with_mode(file.metadata()?.permissions(), *mode),
         };
         file.set_permissions(permissions)?;
+        file.write_all(bytes)?;
         if sync { file.sync_all() } else { Ok(()) }
     })();
     match result {

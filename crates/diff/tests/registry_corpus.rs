@@ -244,5 +244,7 @@ fn verdict_name(v: Verdict) -> String {
         Verdict::EitherApplied { correct: true } => "misleading numbers, applied right".to_owned(),
         Verdict::EitherApplied { correct: false } => "misleading numbers, applied WRONG".to_owned(),
         Verdict::EitherRefused => "misleading numbers, refused".to_owned(),
+        Verdict::NotWrongApplied => "applied exactly".to_owned(),
+        Verdict::NotWrongRefused => "refused (damage not seen through)".to_owned(),
     }
 }

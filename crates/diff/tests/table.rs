@@ -275,6 +275,14 @@ const CASES: &[Case] = &[
         ),
     },
     Case {
+        name: "pure insertion by line number when another file's hunk was found off its line",
+        tree: &[("a.txt", "one\ntwo\n"), ("b.txt", "x\ny\nz\n")],
+        patch: "--- a/b.txt\n+++ b/b.txt\n@@ -7,1 +7,1 @@\n-y\n+Y\n--- a/a.txt\n+++ b/a.txt\n@@ -1,0 +2 @@\n+inserted\n",
+        outcome: Refused(
+            "a.txt: hunk 1 (patch line 8): adds lines without any context, and other hunks of this answer were found -5 lines away from their stated lines: add context lines around the insertion",
+        ),
+    },
+    Case {
         name: "context not in the file: refused with a hint",
         tree: &[("src/main.rs", SRC)],
         patch: "--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1,3 +1,3 @@\n fn main() {\n     let a = 1;\n-    let b = 5;\n+    let b = 6;\n",

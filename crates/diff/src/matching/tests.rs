@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{HunkLine, LineKind};
+use crate::model::HunkLine;
 
 /// A hunk from `(prefix, text)` lines and a stated old start/count.
 fn hunk(old_start: Option<usize>, old_count: Option<usize>, body: &[&str]) -> Hunk {
@@ -352,4 +352,64 @@ fn huge_stated_lines_do_not_overflow() {
     assert!(matches!(e, RefusalKind::AmbiguousPastEnd { len: 6, .. }), "{e:?}");
     let e = one(ABC, hunk(Some(usize::MAX), Some(0), &["+x"])).unwrap_err();
     assert!(matches!(e, RefusalKind::InsertionPosition { .. }));
+}
+
+#[test]
+fn hunks_of_only_trivial_lines_in_huge_files_are_refused_without_search() {
+    let text = "}\n".repeat(MAX_OCCURRENCES + 1);
+    let e = one(&text, hunk(None, None, &[" }", "-}", "+};"])).unwrap_err();
+    assert_eq!(
+        e,
+        RefusalKind::TooManyMatches {
+            occurrences: MAX_OCCURRENCES + 1
+        }
+    );
+    // At the stated line it is still exact.
+    let p = one(&text, hunk(Some(5), Some(2), &[" }", "-}", "+};"])).unwrap();
+    assert_eq!(p.kind, MatchKind::Exact);
+}
+
+#[test]
+fn context_lines_without_their_prefix_space_are_refused_not_reindented() {
+    // The LLM wrote "    x" for the context line "    x", dropping the ` ` prefix, so it
+    // reads as "   x"; its added line is right as written.
+    let text = "fn f() {\n    x();\n}\n";
+    let e = one(text, hunk(Some(2), Some(1), &["    x();", "+    y();"])).unwrap_err();
+    assert_eq!(e, RefusalKind::ContextPrefixLost { line: 2 });
+    // A removed line showing the same one-space drift makes it real drift.
+    let text = "fn f() {\n    x();\n    z();\n}\n";
+    let p = one(
+        text,
+        hunk(Some(2), Some(2), &["    x();", "-   z();", "+   y();"]),
+    )
+    .unwrap();
+    assert_eq!(p.shift, Some(Shift::Add(b" ".to_vec())));
+}
+
+#[test]
+fn exact_at_stated_line_is_refused_when_the_offset_finds_another_exact_match() {
+    // "u" (line 10) is stated at line 3: offset +7. "x/y" is exact at its stated line 2,
+    // and also 7 lines further, where the offset points.
+    let text = "a\nx\ny\nb\nc\nd\ne\nf\nx\ny\nu\n";
+    let lines = file(text);
+    let hunks = [
+        hunk(Some(4), Some(1), &["-u", "+U"]),
+        hunk(Some(2), Some(2), &["-x", " y", "+X"]),
+    ];
+    let e = place(&lines, &hunks).unwrap_err();
+    assert_eq!(
+        e,
+        vec![(
+            1,
+            RefusalKind::AmbiguousDrift {
+                candidates: vec![2, 9],
+                nearest: 2,
+                drifted: 9,
+                offset: 7
+            }
+        )]
+    );
+    // Without a second exact match there, the stated line stands.
+    let lines = file("a\nx\ny\nb\nc\nd\ne\nf\nq\ny\nu\n");
+    assert_eq!(place(&lines, &hunks).unwrap()[1].pos, 1);
 }

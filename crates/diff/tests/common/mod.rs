@@ -27,6 +27,10 @@ pub enum Verdict {
     Refused,
     /// Numbers misleading and content not unique (DESIGN §8 trusts the stated line).
     EitherApplied { correct: bool },
+    /// A damage the engine may or may not see through, applied correctly.
+    NotWrongApplied,
+    /// The same, refused.
+    NotWrongRefused,
     /// Same, refused.
     EitherRefused,
 }
@@ -144,6 +148,8 @@ pub fn run_damaged(
             )))
         }
         (Ok(report), Expect::Refuse) => Err(describe(&format!("applied ({report}) but must refuse"))),
+        (Ok(_), Expect::NotWrong) if correct => Ok(Verdict::NotWrongApplied),
+        (Ok(report), Expect::NotWrong) => Err(describe(&format!("applied WRONGLY ({report})"))),
         (Ok(report), Expect::Either) => {
             if !correct && std::env::var_os("DIFF_SHOW_WRONG").is_some() {
                 eprintln!("{}\n{report}", describe("WRONG"));
@@ -155,6 +161,7 @@ pub fn run_damaged(
         (Err(_), _) if after != before => Err(describe("a refusal changed the tree")),
         (Err(_), Expect::Refuse) => Ok(Verdict::Refused),
         (Err(_), Expect::Either) => Ok(Verdict::EitherRefused),
+        (Err(_), Expect::NotWrong) => Ok(Verdict::NotWrongRefused),
     }
 }
 
@@ -362,6 +369,8 @@ pub struct DiffHunk {
     pub counts_exact: bool,
     /// Lines of the hunk whose whitespace was damaged.
     pub ws_damaged: bool,
+    /// Indented context lines of the hunk lost their ` ` prefix.
+    pub prefix_lost: bool,
 }
 
 impl DiffHunk {
@@ -447,6 +456,7 @@ pub fn read_diff(text: &str) -> Vec<DiffFile> {
                 body,
                 counts_exact: true,
                 ws_damaged: false,
+                prefix_lost: false,
             });
             continue;
         }
@@ -546,6 +556,8 @@ pub struct Damage {
     pub strip_blank_space: bool,
     /// `\ No newline at end of file` lines removed.
     pub strip_no_newline: bool,
+    /// Indented context lines written without their ` ` prefix.
+    pub lost_prefix: bool,
 }
 
 impl Damage {
@@ -568,6 +580,7 @@ impl Damage {
         d.fenced = rng.chance(30);
         d.strip_blank_space = rng.chance(30);
         d.strip_no_newline = final_newline_kept && rng.chance(30);
+        d.lost_prefix = rng.chance(15);
         d
     }
 
@@ -591,6 +604,7 @@ impl Damage {
             ("CRLF", one(|d| d.crlf = true)),
             ("fenced with prose", one(|d| d.fenced = true)),
             ("blank context without space", one(|d| d.strip_blank_space = true)),
+            ("context lost its prefix", one(|d| d.lost_prefix = true)),
         ]
     }
 }
@@ -613,6 +627,16 @@ pub fn damage(files: &mut [DiffFile], d: Damage, rng: &mut Rng) -> String {
             if d.strip_no_newline {
                 h.body.retain(|l| !l.starts_with('\\'));
             }
+            // Not on a re-indented hunk: the two could cancel out on the context lines
+            // and leave only the added lines shifted, which is another intent.
+            if d.lost_prefix && !h.ws_damaged && rng.chance(50) {
+                for l in h.body.iter_mut() {
+                    if l.starts_with(' ') && l[1..].starts_with([' ', '\t']) {
+                        l.remove(0);
+                        h.prefix_lost = true;
+                    }
+                }
+            }
             if let Some((a, b, c, dd)) = h.numbers.as_mut() {
                 if let Some(delta) = d.shift_numbers {
                     *a = shift(*a, delta);
@@ -624,7 +648,8 @@ pub fn damage(files: &mut [DiffFile], d: Damage, rng: &mut Rng) -> String {
                 }
                 if d.wrong_counts {
                     let trailing = h.body.iter().rev().take_while(|l| l.starts_with(' ')).count();
-                    if trailing > 0 && rng.chance(50) {
+                    // (A count of 0 would also change what the start number means.)
+                    if trailing > 0 && *b > trailing && *dd > trailing && rng.chance(50) {
                         // Too small: the trailing context was not counted. The hunk then
                         // ends with context, which the engine takes and verifies.
                         *b -= trailing;
@@ -746,6 +771,8 @@ pub enum Expect {
     /// The damage made the stated line numbers misleading while the content is not
     /// unique: DESIGN §8 trusts the stated line, so either outcome is by the rules.
     Either,
+    /// Refusing is fine, applying must give exactly the edit.
+    NotWrong,
 }
 
 /// The oracle: what must happen to the damaged `files`, given the old contents.
@@ -758,6 +785,7 @@ pub fn expect(files: &[DiffFile], old: &[Option<Vec<u8>>], d: Damage) -> Expect 
             result = match (result, e) {
                 (Expect::Refuse, _) | (_, Expect::Refuse) => Expect::Refuse,
                 (Expect::Either, _) | (_, Expect::Either) => Expect::Either,
+                (Expect::NotWrong, _) | (_, Expect::NotWrong) => Expect::NotWrong,
                 _ => Expect::Apply,
             };
         }
@@ -769,6 +797,15 @@ fn expect_hunk(h: &DiffHunk, file: &[String], exists: bool, d: Damage) -> Expect
     if !exists {
         return Expect::Apply; // creation: no matching involved
     }
+    let misleading_numbers = d.shift_numbers.is_some_and(|s| s != 0) || d.random_numbers;
+    if h.prefix_lost {
+        // Whether the engine sees through it depends on what else the hunk shows.
+        return if misleading_numbers {
+            Expect::Either
+        } else {
+            Expect::NotWrong
+        };
+    }
     let old = h.old_side();
     let at_eof = h.old_missing_newline() || h.new_missing_newline();
     let exact = occurrences(file, &old, at_eof, false);
@@ -776,7 +813,6 @@ fn expect_hunk(h: &DiffHunk, file: &[String], exists: bool, d: Damage) -> Expect
         // Numbers are right: the true place matches ignoring whitespace, at distance 0.
         return if exact > 0 { Expect::Refuse } else { Expect::Apply };
     }
-    let misleading_numbers = d.shift_numbers.is_some_and(|s| s != 0) || d.random_numbers;
     if old.is_empty() {
         // A pure insertion has only its stated line, and needs the `-a,0` form.
         return if file.is_empty() {
