@@ -272,6 +272,12 @@ async fn an_orchestrate_comment_carries_its_instructions_to_the_planner() {
     assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
     let job = only_job(&w.app).await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["trigger"], "comment", "{job}");
+    assert_eq!(job["sender"], "Codertocat", "{job}");
+    assert_eq!(
+        job["instructions"], "write the guide in plain English, briefly",
+        "{job}"
+    );
     let requests = w.llm.requests();
     assert_eq!(requests.len(), 3);
     let prompt: String = requests[0]
@@ -363,6 +369,8 @@ async fn an_exhausted_request_budget_stops_after_the_pushed_first_step() {
     let steps = job["steps"].as_array().unwrap();
     assert_eq!(steps[0]["status"], "succeeded", "{job}");
     assert_eq!(w.github.comments(&w.repo, 1).len(), 1);
+    let runs = w.github.check_runs();
+    assert_eq!(runs.last().unwrap().current["conclusion"], "failure", "{runs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +381,8 @@ async fn a_retry_comment_runs_a_failed_job_again_in_the_same_progress_comment() 
     w.app.deliver("issues", "retry-1", &labeled(1)).await;
     assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
     assert_eq!(job_status(&w.app).await, "failed");
+    let first = w.github.comments(&w.repo, 1);
+    assert_eq!(first.len(), 1);
 
     script_happy(&w.llm);
     let (status, _) = w
@@ -401,7 +411,9 @@ async fn a_retry_comment_runs_a_failed_job_again_in_the_same_progress_comment() 
     assert_eq!(w.github.pulls(&w.repo).len(), 1);
     let comments = w.github.comments(&w.repo, 1);
     assert_eq!(comments.len(), 1, "the progress comment is reused: {comments:?}");
-    assert!(comments[0].body.contains("pull"), "{}", comments[0].body);
+    assert_eq!(comments[0].id, first[0].id, "edited in place");
+    let link = job["pr_links"][0].as_str().unwrap();
+    assert!(comments[0].body.contains(link), "{}", comments[0].body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,4 +535,74 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
     );
     assert_eq!(w.github.pulls(&w.repo).len(), 1);
     assert_eq!(w.github.comments(&w.repo, 1).len(), 1, "one progress comment");
+    let runs = w.github.check_runs();
+    eprintln!(
+        "RUNS {:#?}",
+        runs.iter().map(|r| (r.id, r.current.clone())).collect::<Vec<_>>()
+    );
+    assert!(
+        runs.iter().all(|r| r.current["status"] == "completed"),
+        "no check run left in progress: {runs:?}"
+    );
+    let last = &runs.last().unwrap().current;
+    assert_eq!(last["conclusion"], "success");
+    let summary = last["output"]["summary"].as_str().unwrap();
+    assert!(!summary.contains("pending"), "step 1 shows as done: {summary}");
+    assert!(!comments_pending(&w), "step 1 shows as done in the comment");
+}
+
+fn comments_pending(world: &World) -> bool {
+    world
+        .github
+        .comments(&world.repo, 1)
+        .iter()
+        .any(|c| c.body.contains("pending"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_failed_publish_opens_the_pull_request_without_new_work() {
+    let w = world().await;
+    script_happy(&w.llm);
+    w.github.fail_next("POST", "/repos/*/*/pulls", 422, 1);
+    w.app.deliver("issues", "publish-1", &labeled(1)).await;
+    assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
+    let job = only_job(&w.app).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("internal: could not open the pull request"),
+        "{job}"
+    );
+    assert!(w.github.pulls(&w.repo).is_empty());
+
+    w.app
+        .deliver(
+            "issue_comment",
+            "publish-2",
+            &comment(1, "/orchestrate retry", "OWNER"),
+        )
+        .await;
+    let control = ControlApplier::new(w.app.store.clone(), w.github.client());
+    assert_eq!(control.run_until_idle().await.unwrap(), 1);
+    assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
+    let job = only_job(&w.app).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(w.llm.requests().len(), 3, "both steps were done by attempt 1");
+    let pulls = w.github.pulls(&w.repo);
+    assert_eq!(
+        pulls.len(),
+        1,
+        "attempt 2 opens the pull request for attempt 1's commits"
+    );
+    assert_eq!(Some(pulls[0].head.as_str()), job["branch"].as_str());
+    let comments = w.github.comments(&w.repo, 1);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body.contains(job["pr_links"][0].as_str().unwrap()),
+        "{}",
+        comments[0].body
+    );
+    assert!(!comments[0].body.contains("pending"), "{}", comments[0].body);
 }
