@@ -371,6 +371,11 @@ async fn an_exhausted_request_budget_stops_after_the_pushed_first_step() {
     assert_eq!(w.github.comments(&w.repo, 1).len(), 1);
     let runs = w.github.check_runs();
     assert_eq!(runs.last().unwrap().current["conclusion"], "failure", "{runs:?}");
+    let comment = &w.github.comments(&w.repo, 1)[0].body;
+    assert!(
+        !comment.contains("running"),
+        "no step shown running after the end: {comment}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,6 +476,13 @@ async fn a_cancel_comment_stops_a_running_job_within_seconds() {
         "no reply besides the progress comment"
     );
     assert_eq!(w.llm.requests().len(), 3, "nothing asked after the cancel");
+    assert_eq!(job["steps"][1]["status"], "failed", "{job}");
+    let comment = &w.github.comments(&w.repo, 1)[0].body;
+    assert!(comment.contains("Cancelled"), "{comment}");
+    assert!(
+        !comment.contains("running"),
+        "no step shown running after the end: {comment}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
