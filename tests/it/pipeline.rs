@@ -523,6 +523,22 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
         1
     );
 
+    // A dead worker gives nothing back: its lease stays until it expires.
+    let now = orchestrator::jobs::now_millis();
+    let held = w
+        .app
+        .store
+        .claim_job("dead-worker", now + 500, now)
+        .await
+        .unwrap();
+    assert_eq!(held.map(|j| j.id).as_deref(), job["id"].as_str());
+    assert_eq!(
+        w.pool.run_until_idle().await.unwrap(),
+        0,
+        "the lease is still held"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
     // Another worker picks it up: the stored plan and step 1 are reused.
     w.llm.push_answer(STEP_2, 1000, 500);
     assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
