@@ -57,7 +57,8 @@ pub trait StepObserver: Send + Sync {
     fn planned(&self, plan: &Plan, resumed: bool);
     /// A step starts (`number` counts from 1).
     fn step_started(&self, number: usize, step: &PlanStep);
-    /// A step ended: `commit` is `None` for an empty step.
+    /// A step ended: `commit` is `None` for an empty step. Also called, with
+    /// no `files`, for each step an earlier attempt completed.
     fn step_finished(&self, number: usize, step: &PlanStep, commit: Option<&CommitSha>, files: &[String]);
     /// A step's commit exists: push it now (GitHub) or do nothing (local).
     fn committed<'a>(
@@ -84,10 +85,17 @@ pub struct Execution<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+/// A step an earlier attempt completed.
+struct DoneStep {
+    position: usize,
+    commit_sha: Option<String>,
+}
+
 /// What a finished run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Executed {
     pub plan: Plan,
+    /// Every step's commit, in order, those of earlier attempts included.
     pub commits: Vec<CommitSha>,
     pub files_changed: Vec<String>,
 }
@@ -101,7 +109,12 @@ impl Execution<'_> {
         let mut commits = Vec::new();
         let total = plan.steps.len();
         for (index, step) in plan.steps.iter().enumerate() {
-            if done.contains(&index) {
+            if let Some(earlier) = done.iter().find(|s| s.position == index) {
+                // Done by an earlier attempt: its commit is on the branch
+                // already and counts for the pull request.
+                let commit = earlier.commit_sha.clone().map(CommitSha);
+                commits.extend(commit.clone());
+                observer.step_finished(index + 1, step, commit.as_ref(), &[]);
                 continue;
             }
             let number = index + 1;
@@ -176,15 +189,21 @@ impl Execution<'_> {
         Ok((plan, false))
     }
 
-    /// Steps a previous attempt completed (`succeeded` or `empty`).
-    async fn completed_steps(&self) -> Result<Vec<usize>, ExecuteError> {
+    /// Steps a previous attempt completed (`succeeded` or `empty`), with
+    /// their commits.
+    async fn completed_steps(&self) -> Result<Vec<DoneStep>, ExecuteError> {
         Ok(self
             .store
             .stored_steps(self.job_id)
             .await?
             .into_iter()
             .filter(|s| s.status == "succeeded" || s.status == "empty")
-            .filter_map(|s| usize::try_from(s.position).ok())
+            .filter_map(|s| {
+                Some(DoneStep {
+                    position: usize::try_from(s.position).ok()?,
+                    commit_sha: s.commit_sha,
+                })
+            })
             .collect())
     }
 

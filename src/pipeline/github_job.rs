@@ -493,6 +493,13 @@ impl GitHubObserver {
         let progress = self.with_progress(|p| {
             p.status = status;
             p.status_reason = reason;
+            // A step still running was interrupted (failed, cancelled, out
+            // of budget); the store records it `failed`, and so do we.
+            for step in &mut p.steps {
+                if matches!(step.status, StepStatus::Running) {
+                    step.status = StepStatus::Failed;
+                }
+            }
             p.clone()
         });
         if let Err(err) = self.reporter.lock().await.finish(outcome, &progress).await {

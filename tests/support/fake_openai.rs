@@ -31,6 +31,9 @@ pub enum Scripted {
         status: u16,
         retry_after: Option<String>,
     },
+    /// Waits this long, then serves the next scripted entry (taken when the
+    /// request arrives, so later requests get later entries).
+    Delay(std::time::Duration),
 }
 
 /// One request as the fake received it.
@@ -110,6 +113,11 @@ impl FakeOpenAi {
         });
     }
 
+    /// Delays the next answer (or fault) by `delay`: a slow LLM call.
+    pub fn push_delay(&self, delay: std::time::Duration) {
+        self.push(Scripted::Delay(delay));
+    }
+
     pub fn push(&self, scripted: Scripted) {
         self.state.lock().unwrap().script.push_back(scripted);
     }
@@ -127,11 +135,17 @@ async fn chat(
 ) -> Response {
     let recorded = record(&uri, &headers, &body);
     let model = recorded.model.clone();
-    let next = {
+    let (delay, next) = {
         let mut s = state.lock().unwrap();
         s.requests.push(recorded);
-        s.script.pop_front()
+        match s.script.pop_front() {
+            Some(Scripted::Delay(delay)) => (Some(delay), s.script.pop_front()),
+            next => (None, next),
+        }
     };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     match next {
         Some(Scripted::Answer {
             content,
@@ -140,7 +154,7 @@ async fn chat(
             completion_tokens,
         }) => Json(completion(&content, &answered, prompt_tokens, completion_tokens)).into_response(),
         Some(Scripted::Fault { status, retry_after }) => fault(status, retry_after),
-        None => error(
+        Some(Scripted::Delay(_)) | None => error(
             StatusCode::BAD_REQUEST,
             &format!("the fake has no scripted answer left (model {model})"),
         ),
