@@ -103,10 +103,15 @@ impl GitHubJobs {
             dry_run: job.dry_run == 1,
             started,
         };
+        // Shutdown stops the steps too, at once: the job is then given back
+        // (Released) with its worktree cleaned up, and resumes elsewhere.
+        let ctx = &stop_on_shutdown(ctx);
         let result = self.execute(job, ctx, &client, &repo, &issue, &observer).await;
         let end = self
             .conclude(job, ctx, &client, &repo, &issue, result, &observer)
             .await;
+        // The job is over: this also ends the shutdown watcher of `stop_on_shutdown`.
+        ctx.cancel.cancel();
         Ok(end)
     }
 
@@ -383,6 +388,22 @@ impl GitHubJobs {
             }
             Err(err) => failed(format!("internal: could not open the pull request: {err}")),
         }
+    }
+}
+
+/// A context whose `cancel` also fires on shutdown.
+fn stop_on_shutdown(ctx: &JobContext) -> JobContext {
+    let stop = ctx.cancel.child_token();
+    let (shutdown, trigger) = (ctx.shutdown.clone(), stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => trigger.cancel(),
+            _ = trigger.cancelled() => {}
+        }
+    });
+    JobContext {
+        cancel: stop,
+        ..ctx.clone()
     }
 }
 
