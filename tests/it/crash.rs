@@ -307,3 +307,78 @@ async fn no_secret_reaches_the_trace_log_or_the_database() {
         }
     }
 }
+
+/// The worker process is killed (`kill -9`) while step 2's LLM call is in
+/// flight, then started again: the job completes with one pull request, one
+/// progress comment, and each step's commit once on the branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_kill_9_during_step_2() {
+    use crate::fake_github::{APP_ID, FakeGitHub, keys::test_keys};
+    use crate::fake_openai::FakeOpenAi;
+    let github = FakeGitHub::start().await;
+    let repo = github.add_repo_to(INSTALLATION, "Codertocat/Hello-World");
+    github.add_issue(&repo, "Add docs", "Please add docs.");
+    github.set_role(&repo, "Codertocat", "write");
+    let llm = FakeOpenAi::start().await;
+    llm.push_answer(
+        r#"{"steps": [{"title": "Add the guide", "rationale": "r", "acceptance": "a", "files": ["docs/guide.md"], "commands": []},
+                      {"title": "Add the changelog", "rationale": "r", "acceptance": "a", "files": ["CHANGELOG.md"], "commands": []}]}"#,
+        100,
+        50,
+    );
+    llm.push_answer("=== FILE: docs/guide.md\nGuide\n=== END FILE\n", 100, 50);
+    llm.push_delay(Duration::from_secs(30)); // step 2, first attempt: the worker dies meanwhile
+    llm.push_answer("=== FILE: CHANGELOG.md\nnever used\n=== END FILE\n", 100, 50);
+    llm.push_answer("=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n", 100, 50);
+
+    let dir = tempfile::tempdir().unwrap();
+    let app_id = APP_ID.to_string();
+    let key = test_keys().pkcs1_pem.clone();
+    let env = [
+        ("GITHUB_APP_ID", app_id.as_str()),
+        ("GITHUB_PRIVATE_KEY", key.as_str()),
+        ("GITHUB_API_URL", github.url.as_str()),
+        ("OPENAI_BASE_URL", llm.url.as_str()),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("ORCH_LEASE_SECS", "5"),
+        ("ORCH_WORKERS", "1"),
+    ];
+    let mut server = start_with(dir.path(), &env, Stdio::null());
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &server.base, "crash-1", &labeled(1)).await, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while llm.requests().len() < 3 {
+        assert!(Instant::now() < deadline, "step 2 never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    server.child.wait().unwrap();
+
+    let mut server = start_with(dir.path(), &env, Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while github.pulls(&repo).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not complete after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate(&mut server);
+    let pulls = github.pulls(&repo);
+    assert_eq!(pulls.len(), 1, "exactly one pull request");
+    assert_eq!(github.comments(&repo, 1).len(), 1, "exactly one progress comment");
+    let bare = github.state().repos["Codertocat/Hello-World"].bare.clone();
+    let log = Command::new("git")
+        .arg("--git-dir")
+        .arg(&bare)
+        .args(["log", "--format=%s", &format!("main..{}", pulls[0].head)])
+        .output()
+        .unwrap();
+    let subjects = String::from_utf8_lossy(&log.stdout).to_string();
+    assert_eq!(
+        subjects, "Add the changelog\nAdd the guide\n",
+        "each step's commit once"
+    );
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 4, "no second plan and no second step 1");
+}
