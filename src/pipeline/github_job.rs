@@ -181,7 +181,12 @@ impl GitHubJobs {
                 });
             }
         }
-        let snapshot = IssueSnapshot::new(&title, &body, Vec::new(), |_| false);
+        let comments = match job.issue_number.and_then(|n| u64::try_from(n).ok()) {
+            Some(number) => writers_comments(client, repo, number, job.trigger_comment_id).await,
+            None => Vec::new(),
+        };
+        // `writers_comments` already kept only authors with write access.
+        let snapshot = IssueSnapshot::new(&title, &body, comments, |_| true);
         Ok(match &job.instructions {
             Some(instructions) => snapshot.with_instructions(instructions),
             None => snapshot,
@@ -389,6 +394,52 @@ impl GitHubJobs {
             Err(err) => failed(format!("internal: could not open the pull request: {err}")),
         }
     }
+}
+
+/// The issue's comments by people with write access (bots, the App and the
+/// triggering comment left out — the latter's text is the instructions), up
+/// to the triggering comment when there is one. A failure to read them is
+/// logged and the job goes on with the issue text alone.
+async fn writers_comments(
+    client: &InstallationClient,
+    repo: &RepoRef,
+    number: u64,
+    trigger_comment: Option<i64>,
+) -> Vec<(String, String)> {
+    let comments = match client.list_comments(repo, number).await {
+        Ok(comments) => comments,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the issue's comments");
+            return Vec::new();
+        }
+    };
+    let trigger = trigger_comment.and_then(|id| u64::try_from(id).ok());
+    let mut allowed: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    for comment in comments {
+        if trigger.is_some_and(|t| comment.id >= t) {
+            break;
+        }
+        let Some(user) = comment.user.filter(|u| u.kind != "Bot") else {
+            continue;
+        };
+        let can_write = match allowed.get(&user.login) {
+            Some(known) => *known,
+            None => {
+                let verdict = client
+                    .collaborator_permission(repo, &user.login)
+                    .await
+                    .map(|p| p.can_write())
+                    .unwrap_or(false);
+                allowed.insert(user.login.clone(), verdict);
+                verdict
+            }
+        };
+        if can_write {
+            kept.push((user.login, comment.body));
+        }
+    }
+    kept
 }
 
 /// A context whose `cancel` also fires on shutdown.

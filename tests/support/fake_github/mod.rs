@@ -108,6 +108,8 @@ pub struct FakeComment {
     pub issue: u64,
     pub body: String,
     pub history: Vec<String>,
+    /// `(login, id)` of a person; `None` = the App's bot (comments it posted).
+    pub author: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +278,21 @@ impl FakeGitHub {
             },
         );
         repo
+    }
+
+    /// A comment on an issue written by a person (as if posted on GitHub's page).
+    pub fn add_user_comment(&self, repo: &RepoRef, issue: u64, login: &str, user_id: u64, body: &str) -> u64 {
+        let mut state = self.state();
+        let id = next_id(&mut state);
+        state.comments.push(FakeComment {
+            id,
+            repo: repo.to_string(),
+            issue,
+            body: body.to_string(),
+            history: vec![body.to_string()],
+            author: Some((login.to_string(), user_id)),
+        });
+        id
     }
 
     /// An open issue; returns its number.

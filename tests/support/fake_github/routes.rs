@@ -414,7 +414,11 @@ fn bot_user() -> Value {
 }
 
 fn comment_json(state: &State, c: &FakeComment) -> Value {
-    json!({"id": c.id, "body": c.body, "user": bot_user(),
+    let user = match &c.author {
+        Some((login, id)) => json!({"login": login, "id": id, "type": "User"}),
+        None => bot_user(),
+    };
+    json!({"id": c.id, "body": c.body, "user": user,
            "html_url": format!("{}/{}/issues/{}#issuecomment-{}", state.base_url, c.repo, c.issue, c.id)})
 }
 
@@ -481,6 +485,7 @@ fn repo_route(
                 issue: n,
                 body: text.into(),
                 history: vec![text.into()],
+                author: None,
             };
             let reply = ok(201, comment_json(state, &comment));
             state.comments.push(comment);
