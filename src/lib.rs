@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod pricing;
 pub mod progress;
+pub mod reconciler;
 pub mod runner;
 pub mod server;
 pub mod store;

@@ -179,6 +179,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     };
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
+        let redeliverer = crate::reconciler::Redeliverer::new(store.clone(), github.clone());
+        tokio::spawn(redeliverer.run(shutdown.clone()));
         let control = crate::control::ControlApplier::new(store.clone(), github.clone());
         let control = tokio::spawn(control.run(shutdown.clone()));
         let sender =

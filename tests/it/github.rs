@@ -659,3 +659,38 @@ async fn connection_errors_are_retried_with_a_bound() {
     assert!(matches!(err, GitHubError::Network(_)), "{err:?}");
     assert_eq!(fake.clock.sleeps().len(), ClientOptions::default().max_retries);
 }
+
+mod redelivery {
+    use orchestrator::reconciler::Redeliverer;
+
+    use crate::fake_github::FakeGitHub;
+    use crate::support::*;
+
+    fn delivery(id: u64, guid: &str, status_code: u16, ago_hours: i64) -> serde_json::Value {
+        let at = (chrono::Utc::now() - chrono::Duration::hours(ago_hours)).to_rfc3339();
+        serde_json::json!({"id": id, "guid": guid, "status": "x", "status_code": status_code,
+            "event": "issues", "redelivery": false, "delivered_at": at})
+    }
+
+    #[tokio::test]
+    async fn failed_deliveries_not_recorded_since_are_redelivered_once() {
+        let app = TestApp::new().await;
+        let fake = FakeGitHub::start().await;
+        // Recorded by intake after an earlier failed attempt: nothing lost.
+        app.deliver("issues", "recovered", &labeled(1)).await;
+        fake.add_delivery(delivery(1, "ok", 202, 1));
+        fake.add_delivery(delivery(2, "lost-502", 502, 2));
+        fake.add_delivery(delivery(3, "recovered", 500, 3));
+        fake.add_delivery(delivery(4, "timed-out", 0, 4));
+        fake.add_delivery(delivery(5, "too-old", 502, 30));
+        let redeliverer = Redeliverer::new(app.store.clone(), fake.client());
+        assert_eq!(redeliverer.run_once().await.unwrap(), 2);
+        assert_eq!(fake.state().redelivered, vec![2, 4]);
+        assert_eq!(
+            redeliverer.run_once().await.unwrap(),
+            0,
+            "each failed delivery is redelivered once"
+        );
+        assert_eq!(fake.state().redelivered, vec![2, 4]);
+    }
+}
