@@ -265,12 +265,37 @@ impl GitHubJobs {
             },
             cancel: &ctx.cancel,
         };
-        let result = execution.run(observer).await;
+        let mut result = execution.run(observer).await;
+        if let Ok(done) = &result
+            && self.direct_push()
+            && job.dry_run != 1
+            && !done.commits.is_empty()
+        {
+            // `direct_push` (only with `allow_direct_push`): the commits land on
+            // the default branch, fast-forward only; no pull request.
+            let landed = match client.token().await {
+                Ok(token) => workspace
+                    .push_to(&spec.default_branch, Some(&token))
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(ExecuteError::Publish(format!("installation token: {e}"))),
+            };
+            if let Err(err) = landed {
+                result = Err(err);
+            }
+        }
         let meter = metered.meter();
         if let Err(err) = workspace.cleanup().await {
             tracing::warn!(error = %err, "could not remove the worktree");
         }
         result.map(|done| (done, meter))
+    }
+
+    /// Whether finished work is pushed to the default branch instead of a PR
+    /// (configuration validation already demands `allow_direct_push`).
+    fn direct_push(&self) -> bool {
+        self.config.policy.merge_strategy == crate::config::MergeStrategy::DirectPush
+            && self.config.policy.allow_direct_push
     }
 
     /// What the job's installation may still spend today, across its other jobs.
@@ -350,7 +375,7 @@ impl GitHubJobs {
         done: &Executed,
         observer: &GitHubObserver,
     ) -> JobEnd {
-        if job.dry_run == 1 || done.commits.is_empty() {
+        if job.dry_run == 1 || done.commits.is_empty() || self.direct_push() {
             return JobEnd::Succeeded;
         }
         let issue_number = job.issue_number.and_then(|n| u64::try_from(n).ok());

@@ -458,8 +458,17 @@ impl Workspace {
     /// [`WorkspaceError::NonFastForward`]. `token` answers the credential
     /// prompt; ask the GitHub client for a fresh one before each push.
     pub async fn push(&self, token: Option<&SecretString>) -> Result<(), WorkspaceError> {
+        self.push_to(&self.branch.clone(), token).await
+    }
+
+    /// Pushes `HEAD` to `target` on the remote, fast-forward only: the
+    /// `direct_push` merge strategy lands the job's commits on the default
+    /// branch this way, and a default branch that moved meanwhile is
+    /// [`WorkspaceError::NonFastForward`], never overwritten.
+    pub async fn push_to(&self, target: &str, token: Option<&SecretString>) -> Result<(), WorkspaceError> {
+        check_branch(target)?;
         let remote = self.remote.as_ref().ok_or(WorkspaceError::NoRemote)?;
-        let refspec = format!("HEAD:refs/heads/{}", self.branch);
+        let refspec = format!("HEAD:refs/heads/{target}");
         let args: Vec<OsString> = ["push", "--porcelain", &remote.clone_url, &refspec]
             .map(OsString::from)
             .to_vec();
@@ -468,7 +477,7 @@ impl Workspace {
         let rejected = out.stdout.lines().find(|line| line.starts_with('!'));
         if let Some(line) = rejected {
             let detail = line.rsplit('\t').next().unwrap_or(line).trim().to_string();
-            let branch = self.branch.clone();
+            let branch = target.to_string();
             return Err(if detail.starts_with("[rejected]") {
                 WorkspaceError::NonFastForward { branch, detail }
             } else {
@@ -482,7 +491,7 @@ impl Workspace {
                 detail: out.stderr.trim().to_string(),
             });
         }
-        tracing::info!(branch = %self.branch, "branch pushed");
+        tracing::info!(branch = %target, "branch pushed");
         Ok(())
     }
 

@@ -657,3 +657,24 @@ async fn only_comments_by_writers_reach_the_planner() {
         "a reader's comment reached the model"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_push_lands_the_commits_on_the_default_branch_without_a_pull_request() {
+    let w = world_with_env(&[
+        ("ORCH_POLICY__MERGE_STRATEGY", "direct_push"),
+        ("ORCH_POLICY__ALLOW_DIRECT_PUSH", "true"),
+    ])
+    .await;
+    script_happy(&w.llm);
+    w.app.deliver("issues", "direct-1", &labeled(1)).await;
+    assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
+    let job = only_job(&w.app).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(
+        w.github.pulls(&w.repo).is_empty(),
+        "no pull request with direct_push"
+    );
+    let on_main = subjects(&w, "main");
+    assert!(on_main.iter().any(|s| s == "Add the guide"), "{on_main:?}");
+    assert!(on_main.iter().any(|s| s == "Add the changelog"), "{on_main:?}");
+}
