@@ -358,3 +358,28 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
         }
     }
 }
+
+/// An observer that only logs: local-checkout tasks run by `serve`.
+pub struct LogObserver;
+
+impl StepObserver for LogObserver {
+    fn planned(&self, plan: &Plan, resumed: bool) {
+        tracing::info!(steps = plan.steps.len(), resumed, "plan");
+    }
+
+    fn step_started(&self, number: usize, step: &PlanStep) {
+        tracing::info!(number, title = %step.title, "step started");
+    }
+
+    fn step_finished(&self, number: usize, _step: &PlanStep, commit: Option<&CommitSha>, _files: &[String]) {
+        tracing::info!(
+            number,
+            commit = commit.map(|c| c.0.as_str()).unwrap_or("(nothing to change)"),
+            "step finished"
+        );
+    }
+
+    fn committed<'a>(&'a self, _: &'a Workspace, _: &'a CommitSha) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}

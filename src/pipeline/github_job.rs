@@ -37,7 +37,8 @@ use crate::workspace::{CommitIdentity, CommitSha, RemoteSpec, Workspace, Workspa
 pub struct GitHubJobs {
     pub store: Store,
     pub config: Arc<Config>,
-    pub github: GitHub,
+    /// `None` when no App is configured: then only local-checkout tasks run.
+    pub github: Option<GitHub>,
     pub model: Arc<dyn LanguageModel>,
     pub pricing: Arc<Pricing>,
     pub policy: Arc<AgentsPolicy>,
@@ -67,12 +68,16 @@ fn failed(reason: impl Into<String>) -> JobEnd {
 
 impl GitHubJobs {
     async fn run_job(&self, job: &ClaimedJob, ctx: &JobContext) -> Result<JobEnd, Stop> {
-        let repo = job.repo.as_deref().and_then(RepoRef::parse).ok_or_else(|| {
-            failed(
-                "internal: the job names no GitHub repository (local checkouts run with `orchestrator run`)",
-            )
+        if let Some(path) = job.local_path.as_deref() {
+            return Ok(self.run_local(job, path, ctx).await);
+        }
+        let github = self.github.as_ref().ok_or_else(|| {
+            failed("internal: no GitHub App is configured (GITHUB_APP_ID and its private key)")
         })?;
-        let client = self.installation_client(job, &repo).await?;
+        let repo = job.repo.as_deref().and_then(RepoRef::parse).ok_or_else(|| {
+            failed("internal: the job names neither a GitHub repository nor a local checkout")
+        })?;
+        let client = self.installation_client(github, job, &repo).await?;
         self.permission_gate(job, &client, &repo).await?;
         let issue = self.issue_snapshot(job, &client, &repo).await?;
         let target = JobTarget {
@@ -82,12 +87,8 @@ impl GitHubJobs {
             trigger_comment_id: job.trigger_comment_id.and_then(|n| u64::try_from(n).ok()),
         };
         let has_issue = job.issue_number.is_some();
-        let mut reporter = ProgressReporter::new(
-            client.clone(),
-            self.store.clone(),
-            target,
-            self.github.clock().clone(),
-        );
+        let mut reporter =
+            ProgressReporter::new(client.clone(), self.store.clone(), target, github.clock().clone());
         let started = Instant::now();
         let mut progress = JobProgress::new(job.id.clone());
         progress.status = JobStatus::Running;
@@ -117,16 +118,17 @@ impl GitHubJobs {
 
     async fn installation_client(
         &self,
+        github: &GitHub,
         job: &ClaimedJob,
         repo: &RepoRef,
     ) -> Result<InstallationClient, Stop> {
         let id = match job.installation_id.and_then(|id| u64::try_from(id).ok()) {
             Some(id) => id,
             None => {
-                let installation =
-                    self.github.repository_installation(repo).await.map_err(|e| {
-                        failed(format!("internal: the App is not installed on {}: {e}", repo))
-                    })?;
+                let installation = github
+                    .repository_installation(repo)
+                    .await
+                    .map_err(|e| failed(format!("internal: the App is not installed on {}: {e}", repo)))?;
                 let _ = self
                     .store
                     .set_installation(&job.id, installation.id, now_millis())
@@ -134,7 +136,7 @@ impl GitHubJobs {
                 installation.id
             }
         };
-        Ok(self.github.installation(id))
+        Ok(github.installation(id))
     }
 
     /// Work triggered by a person on GitHub needs write, maintain or admin.
@@ -237,11 +239,7 @@ impl GitHubJobs {
             ..Meter::default()
         };
         let daily_remaining = self.daily_remaining(job).await?;
-        let mut limits = limits_from_config(&self.config.budget, daily_remaining);
-        limits.usd = job.budget_usd;
-        limits.requests = u32::try_from(job.budget_requests).unwrap_or(limits.requests);
-        limits.wall_clock =
-            std::time::Duration::from_secs(u64::try_from(job.budget_minutes).unwrap_or(0) * 60);
+        let limits = self.job_limits(job, daily_remaining);
         let metered = MeteredModel::resume(
             self.model.as_ref(),
             &self.pricing,
@@ -289,6 +287,79 @@ impl GitHubJobs {
             tracing::warn!(error = %err, "could not remove the worktree");
         }
         result.map(|done| (done, meter))
+    }
+
+    /// The job's own budgets (a task may override the configured ones).
+    fn job_limits(&self, job: &ClaimedJob, daily_remaining: f64) -> crate::llm::budget::Limits {
+        let mut limits = limits_from_config(&self.config.budget, daily_remaining);
+        limits.usd = job.budget_usd;
+        limits.requests = u32::try_from(job.budget_requests).unwrap_or(limits.requests);
+        limits.wall_clock =
+            std::time::Duration::from_secs(u64::try_from(job.budget_minutes).unwrap_or(0) * 60);
+        limits
+    }
+
+    /// A task on a local checkout (`POST /tasks` with `"path"`): the same
+    /// steps on a new branch of that repository, no GitHub.
+    async fn run_local(&self, job: &ClaimedJob, path: &str, ctx: &JobContext) -> JobEnd {
+        let ctx = &stop_on_shutdown(ctx);
+        let title = job.issue_title.clone().unwrap_or_default();
+        let body = job.issue_body.clone().unwrap_or_default();
+        let branch = job
+            .branch
+            .clone()
+            .unwrap_or_else(|| branch_name(None, &job.id, &title));
+        let workspace = match self
+            .workspaces
+            .open_local(&job.id, std::path::Path::new(path), &branch)
+            .await
+        {
+            Ok(workspace) => workspace,
+            Err(err) => return failed(format!("internal: git: {err}")),
+        };
+        if let Err(err) = self.store.set_branch(&job.id, &branch, now_millis()).await {
+            return failed(format!("internal: {err}"));
+        }
+        let usage = self.store.load_usage(&job.id).await.unwrap_or_default();
+        let meter = Meter {
+            usd: usage.usd,
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            requests: usage.requests,
+            ..Meter::default()
+        };
+        let limits = self.job_limits(job, self.config.budget.daily_usd_per_installation);
+        let metered = MeteredModel::resume(self.model.as_ref(), &self.pricing, limits, Instant::now(), meter);
+        let issue = IssueSnapshot::new(&title, &body, Vec::new(), |_| false);
+        let execution = Execution {
+            store: &self.store,
+            config: &self.config,
+            policy: &self.policy,
+            model: &metered,
+            job_id: &job.id,
+            workspace: &workspace,
+            issue: &issue,
+            repo_agents_md: std::fs::read_to_string(std::path::Path::new(path).join("AGENTS.md")).ok(),
+            author: CommitIdentity::new("orchestrator", "orchestrator@localhost"),
+            co_author: None,
+            cancel: &ctx.cancel,
+        };
+        let result = execution.run(&super::execute::LogObserver).await;
+        if let Err(err) = workspace.cleanup().await {
+            tracing::warn!(error = %err, "could not remove the worktree");
+        }
+        let end = match result {
+            Ok(_) => JobEnd::Succeeded,
+            Err(_) if ctx.cancel.is_cancelled() => match self.store.cancel_requested(&job.id).await {
+                Ok(true) => JobEnd::Cancelled {
+                    reason: "cancelled_by_user: stopped on request".into(),
+                },
+                _ => JobEnd::Released,
+            },
+            Err(err) => failed(err.status_reason()),
+        };
+        ctx.cancel.cancel();
+        end
     }
 
     /// Whether finished work is pushed to the default branch instead of a PR

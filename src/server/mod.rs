@@ -164,19 +164,12 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     let state = AppState::new(config.clone(), store.clone());
-    let workers = match &github {
-        Some(github) => Some(spawn_workers(
-            &config,
-            &store,
-            github.clone(),
-            state.identity.clone(),
-            &shutdown,
-        )?),
-        None => {
-            tracing::warn!("no GitHub App configured: jobs wait until one is");
-            None
-        }
-    };
+    if github.is_none() {
+        tracing::warn!(
+            "no GitHub App configured: only local-checkout tasks run; GitHub jobs wait until one is"
+        );
+    }
+    let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown)?;
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
         let redeliverer = crate::reconciler::Redeliverer::new(store.clone(), github.clone());
@@ -203,10 +196,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         let _ = outbox.await;
         let _ = control.await;
     }
-    if let Some(workers) = workers {
-        // Running jobs release their leases (or finish) within the grace period.
-        let _ = workers.await;
-    }
+    // Running jobs release their leases (or finish) within the grace period.
+    let _ = workers.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -217,7 +208,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
 fn spawn_workers(
     config: &Arc<Config>,
     store: &Store,
-    github: crate::github::GitHub,
+    github: Option<crate::github::GitHub>,
     identity: Arc<Identity>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {

@@ -62,7 +62,7 @@ async fn world_with_env(env: &[(&str, &str)]) -> World {
     let handler = GitHubJobs {
         store: app.store.clone(),
         config: config.clone(),
-        github: github.client(),
+        github: Some(github.client()),
         model: Arc::new(model),
         pricing: Arc::new(Pricing::parse(orchestrator::pricing::BUILT_IN, "built-in").unwrap()),
         policy: Arc::new(AgentsPolicy::parse(orchestrator::agents::BUILT_IN, "built-in").unwrap()),
@@ -677,4 +677,55 @@ async fn direct_push_lands_the_commits_on_the_default_branch_without_a_pull_requ
     let on_main = subjects(&w, "main");
     assert!(on_main.iter().any(|s| s == "Add the guide"), "{on_main:?}");
     assert!(on_main.iter().any(|s| s == "Add the changelog"), "{on_main:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_on_a_local_checkout_commits_on_a_new_branch_there() {
+    let w = world().await;
+    let checkout = w.app.dir.path().join("checkout");
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(checkout.join("README.md"), "# Local\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&checkout)
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "initial"]);
+    script_happy(&w.llm);
+    let body =
+        serde_json::json!({"path": checkout.display().to_string(), "task": "Add a guide and a changelog"});
+    let request = axum::http::Request::post("/tasks")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {API_TOKEN}"))
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (status, created) = w.app.send(request).await;
+    assert_eq!(status.as_u16(), 202, "{created}");
+    assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
+    let job = only_job(&w.app).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let branch = job["branch"].as_str().unwrap();
+    assert!(branch.starts_with("orchestrator/task-"), "{branch}");
+    assert_eq!(
+        git(&["log", "--format=%s", &format!("main..{branch}")]),
+        "Add the changelog\nAdd the guide"
+    );
+    assert!(
+        w.github.pulls(&w.repo).is_empty(),
+        "no GitHub for a local checkout"
+    );
 }
