@@ -166,7 +166,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     let state = AppState::new(config.clone(), store.clone());
     if github.is_none() {
         tracing::warn!(
-            "no GitHub App configured: only local-checkout tasks run; GitHub jobs wait until one is"
+            "no GitHub App configured: local-checkout tasks run, GitHub jobs fail with that reason"
         );
     }
     let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown)?;
