@@ -92,15 +92,10 @@ impl ControlApplier {
 
     /// Runs until `shutdown`, polling.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            if let Err(err) = self.run_until_idle().await {
-                tracing::warn!(error = %err, "control: database error");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
-        }
+        crate::poll::every("control: pass", POLL_INTERVAL, &shutdown, || {
+            self.run_until_idle()
+        })
+        .await;
     }
 
     /// Applies one `cancel` or `retry` row and posts its reply, if any.

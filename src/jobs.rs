@@ -122,6 +122,12 @@ pub struct JobView {
     pub updated_at: String,
 }
 
+/// A task's title: its first non-blank line, at most 100 characters.
+pub fn task_title(task: &str) -> String {
+    let line = task.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    line.chars().take(100).collect()
+}
+
 /// Milliseconds since the Unix epoch, as stored.
 pub type UnixMillis = i64;
 
@@ -157,6 +163,13 @@ mod tests {
             ]
         );
         assert_eq!(JobStatus::parse("bogus"), None);
+    }
+
+    #[test]
+    fn a_task_title_is_its_first_non_blank_line() {
+        assert_eq!(task_title("\n  Fix the parser  \nmore"), "Fix the parser");
+        assert_eq!(task_title(&"x".repeat(300)).len(), 100);
+        assert_eq!(task_title(""), "");
     }
 
     #[test]

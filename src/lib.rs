@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod llm;
 pub mod outbox;
 pub mod pipeline;
+pub mod poll;
 pub mod pricing;
 pub mod progress;
 pub mod reconciler;

@@ -83,15 +83,7 @@ impl OutboxSender {
 
     /// Runs until `shutdown`, polling for new rows.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            if let Err(err) = self.run_until_idle().await {
-                tracing::warn!(error = %err, "outbox: database error");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
-        }
+        crate::poll::every("outbox: pass", POLL_INTERVAL, &shutdown, || self.run_until_idle()).await;
     }
 
     async fn settle(&self, row: &OutboxRow, outcome: Delivery) -> Result<(), StoreError> {

@@ -74,17 +74,14 @@ impl Redeliverer {
 
     /// Runs a pass at start and every [`INTERVAL`] until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            match self.run_once().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(redelivered = n, "redelivery pass done"),
-                Err(err) => tracing::warn!(error = %err, "could not check for failed deliveries"),
+        crate::poll::every("redelivery pass", INTERVAL, &shutdown, || async {
+            let n = self.run_once().await?;
+            if n > 0 {
+                tracing::info!(redelivered = n, "redelivery pass done");
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(INTERVAL) => {}
-            }
-        }
+            Ok::<_, GitHubError>(())
+        })
+        .await;
     }
 
     async fn needs_redelivery(&self, delivery: &HookDelivery) -> bool {

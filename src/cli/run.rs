@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentsPolicy;
 use crate::config::Config;
-use crate::jobs::{JobStatus, Trigger, now_millis};
+use crate::jobs::{JobStatus, Trigger, now_millis, task_title};
 use crate::llm::BoxFuture;
 use crate::llm::openai::OpenAiModel;
 use crate::pipeline::execute::{Executed, Execution, StepObserver};
@@ -36,12 +36,10 @@ pub async fn run(config: Arc<Config>, repo: PathBuf, task: String) -> anyhow::Re
     let pricing = Pricing::load(config.pricing_path.as_deref())?;
     let policy = AgentsPolicy::load(config.agents_path.as_deref())?;
     let job_id = queue_job(&store, &config, &repo, &task).await?;
-    let title = task
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("task")
-        .to_string();
+    let title = match task_title(&task) {
+        title if title.is_empty() => "task".to_string(),
+        title => title,
+    };
     let branch = branch_name(None, &job_id, &title);
     println!("job {job_id}\nbranch {branch}");
     let workspaces = Workspaces::new(&config.data_dir);

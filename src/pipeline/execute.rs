@@ -170,7 +170,7 @@ impl Execution<'_> {
             }
             tracing::warn!(job = self.job_id, "stored plan is unreadable; planning again");
         }
-        let overview = overview(self.workspace.root());
+        let overview = overview(&self.index()?, self.workspace.root());
         let input = PlanInput {
             policy: self.policy,
             repo_agents_md: self.repo_agents_md.as_deref(),
@@ -235,12 +235,7 @@ impl Execution<'_> {
 
     fn context_for(&self, step: &PlanStep) -> Result<BuiltContext, ExecuteError> {
         let settings = context_settings(self.config);
-        let cache = self.config.data_dir.join("indexes");
-        let options = IndexOptions {
-            max_file_bytes: self.config.context.max_file_bytes,
-        };
-        let (index, _) = RepoIndex::open(self.workspace.root(), &cache, &options)
-            .map_err(|e| ExecuteError::Publish(format!("context index: {e}")))?;
+        let index = self.index()?;
         let request = ContextRequest {
             model: self.config.models.coder.clone(),
             task: self.issue.render(),
@@ -256,6 +251,18 @@ impl Execution<'_> {
         let built = build_context(&index, &request, &settings);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
+    }
+
+    /// The worktree's index (cached under `ORCH_DATA_DIR/indexes`, brought up
+    /// to date incrementally, so opening it before each step is cheap).
+    fn index(&self) -> Result<RepoIndex, ExecuteError> {
+        let cache = self.config.data_dir.join("indexes");
+        let options = IndexOptions {
+            max_file_bytes: self.config.context.max_file_bytes,
+        };
+        let (index, _) = RepoIndex::open(self.workspace.root(), &cache, &options)
+            .map_err(|e| ExecuteError::Publish(format!("context index: {e}")))?;
+        Ok(index)
     }
 
     async fn commit(&self, step: &PlanStep) -> Result<Option<CommitSha>, ExecuteError> {
@@ -311,12 +318,13 @@ fn write_diagnostics(data_dir: &Path, job_id: &str, step_title: &str, built: &Bu
     }
 }
 
-/// A short overview for the planner: the repository's files (at most 300
-/// paths, skipping hidden and vendored directories) and the README's start.
-pub fn overview(root: &Path) -> String {
-    let mut files = Vec::new();
-    collect_files(root, root, &mut files, 300);
-    files.sort();
+/// A short overview for the planner: the indexed files (at most 300 paths;
+/// `.gitignore`d, vendored, binary and secret-looking files are not indexed)
+/// and the README's start.
+pub fn overview(index: &RepoIndex, root: &Path) -> String {
+    let mut files: Vec<&str> = index.files().iter().map(|f| f.path.as_str()).collect();
+    files.sort_unstable();
+    files.truncate(300);
     let mut out = format!("Repository files ({} shown):\n", files.len());
     for file in &files {
         out.push_str(file);
@@ -330,33 +338,6 @@ pub fn overview(root: &Path) -> String {
         }
     }
     out
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        if out.len() >= limit {
-            return;
-        }
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') || matches!(name.as_str(), "target" | "node_modules" | "vendor" | "dist") {
-            continue;
-        }
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => collect_files(root, &path, out, limit),
-            Ok(t) if t.is_file() => {
-                if let Ok(rel) = path.strip_prefix(root) {
-                    out.push(rel.to_string_lossy().replace('\\', "/"));
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// An observer that only logs: local-checkout tasks run by `serve`.

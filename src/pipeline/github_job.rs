@@ -97,6 +97,7 @@ impl GitHubJobs {
         }
         let observer = GitHubObserver {
             client: client.clone(),
+            default_branch: std::sync::OnceLock::new(),
             repo: repo.clone(),
             reporter: AsyncMutex::new(reporter),
             progress: Mutex::new(progress),
@@ -226,18 +227,13 @@ impl GitHubJobs {
             .await?;
         self.store.set_branch(&job.id, &branch, now_millis()).await?;
         observer.set_branch(&branch);
+        let _ = observer.default_branch.set(spec.default_branch.clone());
         let author = match self.identity.bot() {
             Some(bot) => CommitIdentity::bot(bot),
             None => CommitIdentity::new("orchestrator[bot]", "orchestrator[bot]@users.noreply.github.com"),
         };
         let usage = self.store.load_usage(&job.id).await?;
-        let meter = Meter {
-            usd: usage.usd,
-            tokens_in: usage.tokens_in,
-            tokens_out: usage.tokens_out,
-            requests: usage.requests,
-            ..Meter::default()
-        };
+        let meter = Meter::from(usage);
         let daily_remaining = self.daily_remaining(job).await?;
         let limits = self.job_limits(job, daily_remaining);
         let metered = MeteredModel::resume(
@@ -321,13 +317,7 @@ impl GitHubJobs {
             return failed(format!("internal: {err}"));
         }
         let usage = self.store.load_usage(&job.id).await.unwrap_or_default();
-        let meter = Meter {
-            usd: usage.usd,
-            tokens_in: usage.tokens_in,
-            tokens_out: usage.tokens_out,
-            requests: usage.requests,
-            ..Meter::default()
-        };
+        let meter = Meter::from(usage);
         let limits = self.job_limits(job, self.config.budget.daily_usd_per_installation);
         let metered = MeteredModel::resume(self.model.as_ref(), &self.pricing, limits, Instant::now(), meter);
         let issue = IssueSnapshot::new(&title, &body, Vec::new(), |_| false);
@@ -466,9 +456,8 @@ impl GitHubJobs {
         let Some(branch) = observer.branch() else {
             return failed("internal: no branch");
         };
-        let base = match client.repository(repo).await {
-            Ok(repository) => repository.default_branch,
-            Err(err) => return failed(format!("internal: {err}")),
+        let Some(base) = observer.default_branch.get().cloned() else {
+            return failed("internal: the default branch is unknown");
         };
         let new = NewPullRequest {
             title: pr_title(issue, issue_number),
@@ -586,6 +575,8 @@ fn pr_body(plan: &Plan, number: Option<u64>, progress: &JobProgress) -> String {
 /// Pushes each commit, and keeps GitHub's view of the job current.
 struct GitHubObserver {
     client: InstallationClient,
+    /// The PR's base, as `GET /repos/{o}/{r}` said at job start.
+    default_branch: std::sync::OnceLock<String>,
     repo: RepoRef,
     reporter: AsyncMutex<ProgressReporter>,
     progress: Mutex<JobProgress>,

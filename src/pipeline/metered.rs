@@ -42,6 +42,19 @@ pub struct Meter {
     pub per_model: BTreeMap<String, ModelUsage>,
 }
 
+impl From<crate::store::JobUsage> for Meter {
+    /// A resumed job's meter starts from the totals stored on the job.
+    fn from(usage: crate::store::JobUsage) -> Meter {
+        Meter {
+            usd: usage.usd,
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            requests: usage.requests,
+            per_model: BTreeMap::new(),
+        }
+    }
+}
+
 /// One call, for the job's cost entries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {

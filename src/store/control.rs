@@ -8,24 +8,12 @@
 //! (migration 0002) records that it was posted, so it is posted once.
 
 use super::intake::to_i64;
+use super::outbox::Lane;
 use super::{Backend, OutboxRow, Result, Store};
 use crate::jobs::UnixMillis;
 
 /// The outbox kinds that steer jobs.
 pub const CONTROL_KINDS: [&str; 2] = ["cancel", "retry"];
-
-const CLAIM_SQLITE: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-     WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL AND kind IN ('cancel', 'retry') \
-       AND run_after <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1) \
-     AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
-     RETURNING id, kind, installation_id, repo, issue_number, job_id, payload, attempts";
-
-const CLAIM_POSTGRES: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-     WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL AND kind IN ('cancel', 'retry') \
-       AND run_after <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1 \
-       FOR UPDATE SKIP LOCKED) \
-     AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
-     RETURNING id, kind, installation_id, repo, issue_number, job_id, payload, attempts";
 
 const NOTICE_SQLITE: &str = "UPDATE jobs SET lease_owner = $1, lease_until = $2 \
      WHERE id = (SELECT id FROM jobs WHERE status = 'rejected' AND rejection_notified_at IS NULL \
@@ -71,16 +59,7 @@ impl Store {
         now: UnixMillis,
         lease_ms: i64,
     ) -> Result<Option<OutboxRow>> {
-        let sql = match self.backend {
-            Backend::Sqlite => CLAIM_SQLITE,
-            Backend::Postgres => CLAIM_POSTGRES,
-        };
-        Ok(sqlx::query_as(sql)
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
-            .fetch_optional(&self.write)
-            .await?)
+        self.claim_outbox(Lane::Control, owner, now, lease_ms).await
     }
 
     /// The job with this id.

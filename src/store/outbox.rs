@@ -1,7 +1,7 @@
 //! The outbox's worker side: claim a pending reply with a lease, then mark
 //! it sent, failed (retried later) or abandoned. Only reply kinds are
-//! claimed here; `cancel` and `retry` rows steer jobs and belong to the job
-//! runner.
+//! claimed here; `cancel` and `retry` rows steer jobs and are claimed by the
+//! control applier (`control.rs`) through the same statement.
 //!
 //! A claim increments `attempts`, so a worker that sees `attempts > 1` knows
 //! an earlier attempt may have posted already and looks for the comment's
@@ -44,25 +44,47 @@ pub struct IssueJobStatus {
     pub status_reason: Option<String>,
 }
 
+/// Claims the oldest due row of one lane: replies (`$4 = 0`) or
+/// cancel/retry requests (`$4 = 1`). Both lanes share the table, the lease
+/// and the settling (`outbox_sent`, `outbox_failed`, `outbox_abandoned`).
 const CLAIM_SQLITE: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
      WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL \
-       AND kind IN ('help', 'status', 'usage', 'issue_closed', 'not_permitted', 'already_running') \
+       AND (CASE WHEN kind IN ('cancel', 'retry') THEN 1 ELSE 0 END) = $4 \
        AND run_after <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1) \
      AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
      RETURNING id, kind, installation_id, repo, issue_number, job_id, payload, attempts";
 
 const CLAIM_POSTGRES: &str = "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
      WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL \
-       AND kind IN ('help', 'status', 'usage', 'issue_closed', 'not_permitted', 'already_running') \
+       AND (CASE WHEN kind IN ('cancel', 'retry') THEN 1 ELSE 0 END) = $4 \
        AND run_after <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1 \
        FOR UPDATE SKIP LOCKED) \
      AND sent_at IS NULL AND (lease_until IS NULL OR lease_until < $3) \
      RETURNING id, kind, installation_id, repo, issue_number, job_id, payload, attempts";
 
+/// The two kinds of outbox rows, claimed by different workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// [`REPLY_KINDS`]: posted by the outbox sender.
+    Replies,
+    /// `cancel` and `retry`: applied by the control applier.
+    Control,
+}
+
 impl Store {
     /// Claims the oldest due reply for `lease_ms`, or `None` when there is none.
     pub async fn claim_outbox_reply(
         &self,
+        owner: &str,
+        now: UnixMillis,
+        lease_ms: i64,
+    ) -> Result<Option<OutboxRow>> {
+        self.claim_outbox(Lane::Replies, owner, now, lease_ms).await
+    }
+
+    pub(super) async fn claim_outbox(
+        &self,
+        lane: Lane,
         owner: &str,
         now: UnixMillis,
         lease_ms: i64,
@@ -75,6 +97,7 @@ impl Store {
             .bind(owner)
             .bind(now + lease_ms)
             .bind(now)
+            .bind(i64::from(lane == Lane::Control))
             .fetch_optional(&self.write)
             .await?)
     }

@@ -3,7 +3,7 @@
 
 use super::intake::insert_event;
 use super::{Result, Store};
-use crate::jobs::{JobStatus, Trigger, UnixMillis};
+use crate::jobs::{JobStatus, Trigger, UnixMillis, task_title};
 
 /// A task to queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,7 @@ impl Store {
         .bind(installation)
         .bind(task.repo.as_deref())
         .bind(task.local_path.as_deref())
-        .bind(first_line(&task.task))
+        .bind(task_title(&task.task))
         .bind(task.task.as_str())
         .bind(task.requester.as_str())
         .bind(task.budget_usd)
@@ -74,23 +74,5 @@ impl Store {
             .fetch_optional(&self.read)
             .await?;
         Ok(status.and_then(|s| JobStatus::parse(&s)))
-    }
-}
-
-/// A task's title: its first non-blank line, at most 100 characters.
-fn first_line(task: &str) -> String {
-    let line = task.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    line.chars().take(100).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_title_is_the_first_non_blank_line() {
-        assert_eq!(first_line("\n  Fix the parser  \nmore"), "Fix the parser");
-        assert_eq!(first_line(&"x".repeat(300)).len(), 100);
-        assert_eq!(first_line(""), "");
     }
 }
