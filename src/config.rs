@@ -173,6 +173,19 @@ pub struct MemoryConfig {
 pub struct DatabaseConfig {
     /// Connections in the pool (PostgreSQL; SQLite uses one writer and this many readers).
     pub max_connections: u32,
+    /// Connections kept open even when idle (PostgreSQL).
+    pub min_connections: u32,
+    /// How long a query waits for a free connection before it fails (PostgreSQL).
+    pub acquire_timeout_secs: u64,
+    /// An idle connection above `min_connections` is closed after this long; 0 = never (PostgreSQL).
+    pub idle_timeout_secs: u64,
+    /// PostgreSQL `statement_timeout` of every pooled connection, in milliseconds; 0 = none.
+    pub statement_timeout_ms: u64,
+    /// Retries of a short transaction (claims, intake, outbox, leases) after a
+    /// transient error: serialization failure, deadlock, dropped connection. 0 = none.
+    pub retry_attempts: u32,
+    /// The first retry's delay in milliseconds; it doubles (with jitter) up to 2 s.
+    pub retry_backoff_ms: u64,
     /// SQLite `synchronous`: `normal` survives a killed process, `full` also a power loss.
     pub sqlite_synchronous: SqliteSynchronous,
 }
@@ -253,6 +266,12 @@ max_total_bytes = 4000000
 
 [database]
 max_connections = 8
+min_connections = 0
+acquire_timeout_secs = 10
+idle_timeout_secs = 600
+statement_timeout_ms = 30000
+retry_attempts = 3
+retry_backoff_ms = 50
 sqlite_synchronous = "normal"
 
 [log]
@@ -427,8 +446,24 @@ impl Config {
         if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
             return invalid("set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, not both".into());
         }
-        if self.database.max_connections == 0 {
+        let d = &self.database;
+        if d.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());
+        }
+        if d.min_connections > d.max_connections {
+            return invalid(format!(
+                "database.min_connections ({}) must not exceed database.max_connections ({})",
+                d.min_connections, d.max_connections
+            ));
+        }
+        if d.acquire_timeout_secs == 0 {
+            return invalid("database.acquire_timeout_secs must be at least 1".into());
+        }
+        if d.retry_attempts > 10 {
+            return invalid(format!(
+                "database.retry_attempts must be 0..=10, got {}",
+                d.retry_attempts
+            ));
         }
         Ok(())
     }
@@ -638,7 +673,14 @@ mod redacted {
         out.kv("max_item_bytes", m.max_item_bytes.to_string());
         out.kv("max_total_bytes", m.max_total_bytes.to_string());
         out.section("database");
-        out.kv("max_connections", c.database.max_connections.to_string());
+        let d = &c.database;
+        out.kv("max_connections", d.max_connections.to_string());
+        out.kv("min_connections", d.min_connections.to_string());
+        out.kv("acquire_timeout_secs", d.acquire_timeout_secs.to_string());
+        out.kv("idle_timeout_secs", d.idle_timeout_secs.to_string());
+        out.kv("statement_timeout_ms", d.statement_timeout_ms.to_string());
+        out.kv("retry_attempts", d.retry_attempts.to_string());
+        out.kv("retry_backoff_ms", d.retry_backoff_ms.to_string());
         let sync = match c.database.sqlite_synchronous {
             SqliteSynchronous::Normal => "normal",
             SqliteSynchronous::Full => "full",
@@ -793,6 +835,14 @@ mod tests {
         assert!(err.contains("budget.usd") || err.contains("lots"), "{err}");
         let err = load(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string();
         assert!(err.contains("DATABASE_URL"), "{err}");
+        let err = load(&[("ORCH_DATABASE__MIN_CONNECTIONS", "9")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.min_connections"), "{err}");
+        let err = load(&[("ORCH_DATABASE__RETRY_ATTEMPTS", "11")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.retry_attempts"), "{err}");
         let err = load(&[("ORCH_BUDGET__USDD", "1")]).unwrap_err().to_string();
         assert!(err.contains("usdd"), "unknown keys are reported: {err}");
         assert!(load(&[("ORCH_LISTEN", "not an address")]).is_err());

@@ -16,11 +16,13 @@
 //!   and whatever is still running after the grace period is released anyway;
 //! - a panicking handler fails its job with an `internal` reason.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -63,6 +65,30 @@ pub struct JobContext {
     pub shutdown: CancellationToken,
     /// This worker's lease owner name (for logs and store calls).
     pub owner: String,
+    /// How long a renewal of the lease lasts.
+    pub lease: Duration,
+}
+
+impl JobContext {
+    /// Renews the lease right before an effect others see (a push, a pull
+    /// request): `true` when this worker still holds the job. When another
+    /// worker has claimed it meanwhile (this one stalled past its lease),
+    /// `cancel` fires and `false` comes back: the effect must not happen,
+    /// the new holder does the work. The heartbeat finds a lost lease too,
+    /// but only within a third of the lease; this closes the gap before
+    /// anything is written to GitHub.
+    pub async fn confirm_lease(&self, store: &Store, job_id: &str) -> Result<bool, StoreError> {
+        let until = now_millis() + lease_ms(self.lease);
+        let held = store.renew_lease(job_id, &self.owner, until).await?;
+        if !held {
+            tracing::warn!(
+                job = job_id,
+                "lease lost before an effect; stopping work on this job"
+            );
+            self.cancel.cancel();
+        }
+        Ok(held)
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -108,6 +134,30 @@ pub struct WorkerPool {
     store: Store,
     handler: Arc<dyn JobHandler>,
     settings: PoolSettings,
+    running: RunningJobs,
+}
+
+/// The jobs this process is running. A worker that stalls past its lease
+/// loses the job to the next claim, which may come from this same process
+/// while the stalled run is still winding down (it notices at its next
+/// heartbeat or lease check). The new run waits for the old one to end
+/// instead of colliding with it in the job's worktree.
+#[derive(Clone, Default)]
+struct RunningJobs(Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>);
+
+impl RunningJobs {
+    fn slot(&self, job_id: &str) -> Arc<AsyncMutex<()>> {
+        let mut jobs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        jobs.entry(job_id.to_string()).or_default().clone()
+    }
+
+    fn done(&self, job_id: &str, slot: Arc<AsyncMutex<()>>) {
+        let mut jobs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Slots are cloned under this lock: two references are the map's and ours.
+        if Arc::strong_count(&slot) == 2 {
+            jobs.remove(job_id);
+        }
+    }
 }
 
 impl WorkerPool {
@@ -116,6 +166,7 @@ impl WorkerPool {
             store,
             handler,
             settings,
+            running: RunningJobs::default(),
         }
     }
 
@@ -180,6 +231,7 @@ impl WorkerPool {
             cancel: CancellationToken::new(),
             shutdown: shutdown.child_token(),
             owner: owner.to_string(),
+            lease: self.settings.lease,
         };
         let lease = Lease {
             store: self.store.clone(),
@@ -187,7 +239,19 @@ impl WorkerPool {
             owner: owner.to_string(),
         };
         let heartbeat = tokio::spawn(lease.clone().keep_alive(self.settings.lease, ctx.cancel.clone()));
-        let end = self.run_handler(job, ctx.clone(), shutdown).await;
+        let slot = self.running.slot(&job.id);
+        let end = {
+            let earlier_run = slot.try_lock();
+            let _alone = match earlier_run {
+                Ok(guard) => guard,
+                Err(_) => {
+                    tracing::info!(job = %job.id, "an earlier run of this job is winding down here; waiting for it");
+                    slot.lock().await
+                }
+            };
+            self.run_handler(job, ctx.clone(), shutdown).await
+        };
+        self.running.done(&lease.job_id, slot);
         heartbeat.abort();
         lease.record(end, &ctx).await?;
         Ok(true)

@@ -104,6 +104,11 @@ impl GitHubJobs {
             has_issue,
             dry_run: job.dry_run == 1,
             started,
+            fence: LeaseFence {
+                store: self.store.clone(),
+                job_id: job.id.clone(),
+                ctx: ctx.clone(),
+            },
         };
         // Shutdown stops the steps too, at once: the job is then given back
         // (Released) with its worktree cleaned up, and resumes elsewhere.
@@ -267,12 +272,15 @@ impl GitHubJobs {
         {
             // `direct_push` (only with `allow_direct_push`): the commits land on
             // the default branch, fast-forward only; no pull request.
-            let landed = match client.token().await {
-                Ok(token) => workspace
-                    .push_to(&spec.default_branch, Some(&token))
-                    .await
-                    .map_err(Into::into),
-                Err(e) => Err(ExecuteError::Publish(format!("installation token: {e}"))),
+            let landed = match observer.fence.confirm().await {
+                Err(lost) => Err(ExecuteError::Publish(lost)),
+                Ok(()) => match client.token().await {
+                    Ok(token) => workspace
+                        .push_to(&spec.default_branch, Some(&token))
+                        .await
+                        .map_err(Into::into),
+                    Err(e) => Err(ExecuteError::Publish(format!("installation token: {e}"))),
+                },
             };
             if let Err(err) = landed {
                 result = Err(err);
@@ -459,6 +467,13 @@ impl GitHubJobs {
         let Some(base) = observer.default_branch.get().cloned() else {
             return failed("internal: the default branch is unknown");
         };
+        if let Err(reason) = observer.fence.confirm().await {
+            if observer.fence.ctx.cancel.is_cancelled() {
+                // Another worker holds the job now and opens the pull request.
+                return JobEnd::Released;
+            }
+            return failed(reason);
+        }
         let new = NewPullRequest {
             title: pr_title(issue, issue_number),
             head: branch,
@@ -572,6 +587,25 @@ fn pr_body(plan: &Plan, number: Option<u64>, progress: &JobProgress) -> String {
     orchestrator_commands::neutralize_commands(&body)
 }
 
+/// Checks that this worker still holds the job before each effect on GitHub.
+struct LeaseFence {
+    store: Store,
+    job_id: String,
+    ctx: JobContext,
+}
+
+impl LeaseFence {
+    /// `Err` when the effect must not happen: the lease is lost (the job's
+    /// `cancel` has fired) or could not be confirmed.
+    async fn confirm(&self) -> Result<(), String> {
+        match self.ctx.confirm_lease(&self.store, &self.job_id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("internal: the job's lease was lost to another worker".into()),
+            Err(err) => Err(format!("internal: cannot confirm the job's lease: {err}")),
+        }
+    }
+}
+
 /// Pushes each commit, and keeps GitHub's view of the job current.
 struct GitHubObserver {
     client: InstallationClient,
@@ -583,6 +617,7 @@ struct GitHubObserver {
     has_issue: bool,
     dry_run: bool,
     started: Instant,
+    fence: LeaseFence,
 }
 
 impl GitHubObserver {
@@ -667,6 +702,7 @@ impl GitHubObserver {
     }
 
     async fn push(&self, workspace: &Workspace, commit: &CommitSha) -> Result<(), String> {
+        self.fence.confirm().await?;
         // A fresh token before every push: a job may outlive a token.
         let token: SecretString = self
             .client

@@ -59,6 +59,19 @@ impl Store {
         if let Some(writer) = &self.sqlite_intake {
             return writer.record(delivery, route, defaults).await;
         }
+        self.retrying("record delivery", || {
+            self.record_delivery_once(delivery, route, defaults)
+        })
+        .await
+    }
+
+    /// One transaction; run again after a transient error (see `retry.rs`).
+    async fn record_delivery_once(
+        &self,
+        delivery: &NewDelivery<'_>,
+        route: &Route,
+        defaults: &JobDefaults,
+    ) -> Result<Recorded> {
         let mut tx = self.write.begin().await?;
         let e = delivery.envelope;
         let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_DELIVERY)

@@ -16,6 +16,7 @@ mod jobs;
 mod outbox;
 mod progress;
 mod queue;
+mod retry;
 mod sql;
 mod sqlite_intake;
 mod steps;
@@ -39,6 +40,7 @@ pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};
+pub use retry::{MAX_RETRY_DELAY, RetryPolicy, is_transient, is_transient_sqlstate, retry_transient};
 pub use steps::{JobUsage, StoredStep};
 pub use tasks::NewTask;
 
@@ -56,7 +58,13 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+    /// SQLSTATE 57014: `database.statement_timeout_ms` (or an administrator) cancelled it.
+    #[error(
+        "database statement cancelled: it ran longer than database.statement_timeout_ms \
+         or was cancelled by an administrator ({0})"
+    )]
+    StatementCancelled(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the database directory {path}: {source}")]
@@ -71,6 +79,20 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        let cancelled = err
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "57014");
+        if cancelled {
+            StoreError::StatementCancelled(err)
+        } else {
+            StoreError::Db(err)
+        }
+    }
+}
+
 /// The handle every part of the program uses for durable state. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -81,6 +103,8 @@ pub struct Store {
     read: AnyPool,
     /// SQLite on a file: the thread that records deliveries (see `sqlite_intake`).
     sqlite_intake: Option<Arc<sqlite_intake::SqliteIntake>>,
+    /// How transient errors of short transactions are retried.
+    retry: RetryPolicy,
 }
 
 impl Store {
@@ -91,21 +115,41 @@ impl Store {
         if url.starts_with("sqlite:") {
             Self::connect_sqlite(url, settings).await
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-            let pool = AnyPoolOptions::new()
-                .max_connections(settings.max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?;
-            Ok(Store {
-                backend: Backend::Postgres,
-                write: pool.clone(),
-                read: pool,
-                sqlite_intake: None,
-            })
+            Self::connect_postgres(url, settings).await
         } else {
             Err(StoreError::UnsupportedUrl)
         }
+    }
+
+    /// One pool for reads and writes, sized and timed by `[database]`; every
+    /// connection gets the configured `statement_timeout` as it opens.
+    async fn connect_postgres(url: &str, settings: &DatabaseConfig) -> Result<Store> {
+        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        let statement_timeout = settings.statement_timeout_ms;
+        let idle_timeout =
+            (settings.idle_timeout_secs > 0).then(|| Duration::from_secs(settings.idle_timeout_secs));
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .idle_timeout(idle_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    // Not a bind parameter: SET takes none. The value is a number.
+                    let set = format!("SET statement_timeout = {statement_timeout}");
+                    conn.execute(sqlx::AssertSqlSafe(set)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres,
+            write: pool.clone(),
+            read: pool,
+            sqlite_intake: None,
+            retry: RetryPolicy::from_config(settings),
+        })
     }
 
     async fn connect_sqlite(url: &str, settings: &DatabaseConfig) -> Result<Store> {
@@ -154,6 +198,7 @@ impl Store {
             write,
             read,
             sqlite_intake,
+            retry: RetryPolicy::from_config(settings),
         })
     }
 
@@ -162,7 +207,16 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.write).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.write).await?,
+            Backend::Postgres => {
+                // A connection of its own without `statement_timeout`: a
+                // migration may rewrite a large table, and waiting for another
+                // replica's migration lock must not time out either.
+                let mut conn = self.write.acquire().await?.detach();
+                conn.execute("SET statement_timeout = 0").await?;
+                let migrated = POSTGRES_MIGRATIONS.run(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+                migrated?;
+            }
         }
         Ok(())
     }
@@ -217,7 +271,69 @@ fn sqlite_path(url: &str) -> Option<&Path> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    fn postgres_settings(statement_timeout_ms: u64) -> DatabaseConfig {
+        DatabaseConfig {
+            max_connections: 3,
+            min_connections: 0,
+            acquire_timeout_secs: 5,
+            idle_timeout_secs: 0,
+            statement_timeout_ms,
+            retry_attempts: 2,
+            retry_backoff_ms: 10,
+            sqlite_synchronous: SqliteSynchronous::Normal,
+        }
+    }
+
+    /// The PostgreSQL server of `TEST_DATABASE_URL`, or `None` (and why).
+    fn test_postgres(test: &str) -> Option<String> {
+        let url = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            eprintln!("{test}: skipped, TEST_DATABASE_URL is not set");
+        }
+        url
+    }
+
+    #[tokio::test]
+    async fn every_pooled_connection_gets_the_statement_timeout() {
+        let Some(url) = test_postgres("every_pooled_connection_gets_the_statement_timeout") else {
+            return;
+        };
+        let store = Store::connect(&url, &postgres_settings(250)).await.unwrap();
+        // All three connections at once, so each was opened by the pool.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(store.write.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(shown, "250ms");
+        }
+        drop(held);
+        let slow = sqlx::query("SELECT pg_sleep(1)").execute(&store.read).await;
+        let err = StoreError::from(slow.unwrap_err());
+        assert!(matches!(err, StoreError::StatementCancelled(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("database.statement_timeout_ms"), "{message}");
+        assert!(message.contains("statement timeout"), "{message}");
+        assert!(!err.is_transient(), "a timeout is not retried");
+        // A statement within the limit runs, on the same pool.
+        store.ping().await.unwrap();
+
+        let unlimited = Store::connect(&url, &postgres_settings(0)).await.unwrap();
+        let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&unlimited.read)
+            .await
+            .unwrap();
+        assert_eq!(shown, "0", "0 = no timeout");
+        store.close().await;
+        unlimited.close().await;
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode_and_a_directory() {

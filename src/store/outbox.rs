@@ -93,27 +93,33 @@ impl Store {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
         };
-        Ok(sqlx::query_as(sql)
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(i64::from(lane == Lane::Control))
-            .fetch_optional(&self.write)
-            .await?)
+        self.retrying("claim outbox row", || async {
+            Ok(sqlx::query_as(sql)
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(i64::from(lane == Lane::Control))
+                .fetch_optional(&self.write)
+                .await?)
+        })
+        .await
     }
 
     /// Marks a claimed row sent; `false` when the lease was lost meanwhile.
     pub async fn outbox_sent(&self, id: i64, owner: &str, now: UnixMillis) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id = $2 AND lease_owner = $3 AND sent_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.retrying("mark outbox row sent", || async {
+            let done = sqlx::query(
+                "UPDATE outbox SET sent_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+                 WHERE id = $2 AND lease_owner = $3 AND sent_at IS NULL",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Releases a claimed row to be tried again at `run_after`.
@@ -124,33 +130,40 @@ impl Store {
         run_after: UnixMillis,
         error: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET run_after = $1, last_error = $2, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND lease_owner = $4",
-        )
-        .bind(run_after)
-        .bind(error)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.retrying("release outbox row", || async {
+            sqlx::query(
+                "UPDATE outbox SET run_after = $1, last_error = $2, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $3 AND lease_owner = $4",
+            )
+            .bind(run_after)
+            .bind(error)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Gives a row up for good: `sent_at` is set so it is never claimed
     /// again, and `last_error` starts with `abandoned:` to tell it from a sent one.
     pub async fn outbox_abandoned(&self, id: i64, owner: &str, now: UnixMillis, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET sent_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $3 AND lease_owner = $4",
-        )
-        .bind(now)
-        .bind(format!("abandoned: {error}"))
-        .bind(id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let last_error = format!("abandoned: {error}");
+        self.retrying("abandon outbox row", || async {
+            sqlx::query(
+                "UPDATE outbox SET sent_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $3 AND lease_owner = $4",
+            )
+            .bind(now)
+            .bind(last_error.as_str())
+            .bind(id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The newest job of an issue.

@@ -83,6 +83,16 @@ impl Store {
         lease_until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Option<ClaimedJob>> {
+        self.retrying("claim job", || self.claim_job_once(owner, lease_until, now))
+            .await
+    }
+
+    async fn claim_job_once(
+        &self,
+        owner: &str,
+        lease_until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<ClaimedJob>> {
         let sql = match self.backend {
             Backend::Sqlite => CLAIM_SQLITE,
             Backend::Postgres => CLAIM_POSTGRES,
@@ -105,31 +115,51 @@ impl Store {
     /// Extends `owner`'s lease; `false` when the lease was lost (expired and
     /// claimed by another worker): the caller must stop working on the job.
     pub async fn renew_lease(&self, job_id: &str, owner: &str, lease_until: UnixMillis) -> Result<bool> {
-        let done = sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
-            .bind(lease_until)
-            .bind(job_id)
-            .bind(owner)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.retrying("renew lease", || async {
+            let done = sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
+                .bind(lease_until)
+                .bind(job_id)
+                .bind(owner)
+                .execute(&self.write)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Gives the job back (graceful shutdown): claimable again at once.
     pub async fn release_lease(&self, job_id: &str, owner: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(job_id)
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.retrying("release lease", || async {
+            let done = sqlx::query(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(job_id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     /// Moves a job the caller holds to `status`, recording `reason`
     /// (`code: human text`). Ending states also release the lease. `false`
     /// when the caller no longer holds the lease.
     pub async fn set_job_status(
+        &self,
+        job_id: &str,
+        owner: &str,
+        status: JobStatus,
+        reason: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<bool> {
+        self.retrying("set job status", || {
+            self.set_job_status_once(job_id, owner, status, reason, now)
+        })
+        .await
+    }
+
+    async fn set_job_status_once(
         &self,
         job_id: &str,
         owner: &str,

@@ -20,6 +20,7 @@ mod intake;
 mod outbox;
 mod pipeline;
 mod progress;
+mod replicas;
 mod run_cli;
 mod runner;
 mod store;

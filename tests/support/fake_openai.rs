@@ -49,10 +49,20 @@ pub struct RecordedRequest {
     pub at: Instant,
 }
 
-#[derive(Debug, Default)]
+/// Answers a request from its content when the script is empty, so many
+/// jobs running at once each get the answer meant for them; every answer
+/// waits `delay` first (an LLM's latency).
+#[derive(Clone)]
+pub struct Responder {
+    delay: std::time::Duration,
+    answer: Arc<dyn Fn(&RecordedRequest) -> Scripted + Send + Sync>,
+}
+
+#[derive(Default)]
 struct FakeState {
     script: VecDeque<Scripted>,
     requests: Vec<RecordedRequest>,
+    responder: Option<Responder>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -122,6 +132,19 @@ impl FakeOpenAi {
         self.state.lock().unwrap().script.push_back(scripted);
     }
 
+    /// Answers every request the script does not cover with `answer(request)`
+    /// after `delay`; a [`Scripted::Delay`] answer is served as an error.
+    pub fn respond_with(
+        &self,
+        delay: std::time::Duration,
+        answer: impl Fn(&RecordedRequest) -> Scripted + Send + Sync + 'static,
+    ) {
+        self.state.lock().unwrap().responder = Some(Responder {
+            delay,
+            answer: Arc::new(answer),
+        });
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -137,9 +160,13 @@ async fn chat(
     let model = recorded.model.clone();
     let (delay, next) = {
         let mut s = state.lock().unwrap();
-        s.requests.push(recorded);
+        s.requests.push(recorded.clone());
         match s.script.pop_front() {
             Some(Scripted::Delay(delay)) => (Some(delay), s.script.pop_front()),
+            None => match &s.responder {
+                Some(responder) => (Some(responder.delay), Some((responder.answer)(&recorded))),
+                None => (None, None),
+            },
             next => (None, next),
         }
     };
