@@ -482,6 +482,9 @@ async fn scalar(pool: &sqlx::AnyPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// `(id, status, lease_owner, lease_until, run_after)` of a job that has not succeeded.
+type StuckJob = (String, String, Option<String>, Option<i64>, i64);
+
 /// Waits until `expected` jobs have succeeded; fails at once on a job that
 /// ended otherwise, or after `limit`, with the replicas' logs.
 async fn wait_for_success(pool: &sqlx::AnyPool, expected: i64, limit: Duration, replicas: &[&Replica]) {
@@ -506,7 +509,7 @@ async fn wait_for_success(pool: &sqlx::AnyPool, expected: i64, limit: Duration, 
             return;
         }
         if Instant::now() >= deadline {
-            let stuck: Vec<(String, String, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+            let stuck: Vec<StuckJob> = sqlx::query_as(
                 "SELECT id, status, lease_owner, lease_until, run_after FROM jobs WHERE status <> 'succeeded'",
             )
             .fetch_all(pool)
