@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -34,7 +34,8 @@ use crate::store::{ClaimedJob, Store, StoreError};
 /// cancelled job keeps running before its handler is told).
 pub const CANCEL_POLL: Duration = Duration::from_secs(1);
 
-/// How long an idle worker waits before looking for work again.
+/// How long an idle worker waits before looking for work again (on
+/// PostgreSQL a queued job also wakes it at once).
 pub const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// How a handler's work on a job ended.
@@ -135,6 +136,8 @@ pub struct WorkerPool {
     handler: Arc<dyn JobHandler>,
     settings: PoolSettings,
     running: RunningJobs,
+    /// Fires when a job is queued (PostgreSQL `NOTIFY`); polling stays the fallback.
+    wakeups: Option<Arc<Notify>>,
 }
 
 /// The jobs this process is running. A worker that stalls past its lease
@@ -167,6 +170,27 @@ impl WorkerPool {
             handler,
             settings,
             running: RunningJobs::default(),
+            wakeups: None,
+        }
+    }
+
+    /// Idle workers also wake when `wakeups` fires (see `Store::job_wakeups`).
+    pub fn with_wakeups(mut self, wakeups: Arc<Notify>) -> WorkerPool {
+        self.wakeups = Some(wakeups);
+        self
+    }
+
+    /// Until a job may be claimable: the poll interval, or a wakeup.
+    async fn idle(&self) {
+        let woken = async {
+            match &self.wakeups {
+                Some(wakeups) => wakeups.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = woken => {}
         }
     }
 
@@ -190,7 +214,7 @@ impl WorkerPool {
                 Ok(false) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = self.idle() => {}
                     }
                 }
                 Err(err) => {

@@ -169,7 +169,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
             "no GitHub App configured: local-checkout tasks run, GitHub jobs fail with that reason"
         );
     }
-    let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown)?;
+    let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown).await?;
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
         let redeliverer = crate::reconciler::Redeliverer::new(store.clone(), github.clone());
@@ -205,7 +205,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
 
 /// Learns the bot's identity in the background (GitHub may be unreachable for a while).
 /// The worker pool that runs GitHub jobs.
-fn spawn_workers(
+async fn spawn_workers(
     config: &Arc<Config>,
     store: &Store,
     github: Option<crate::github::GitHub>,
@@ -229,7 +229,12 @@ fn spawn_workers(
         identity,
     };
     let settings = crate::runner::PoolSettings::new(config.workers, Duration::from_secs(config.lease_secs));
-    let pool = crate::runner::WorkerPool::new(store.clone(), Arc::new(handler), settings);
+    let mut pool = crate::runner::WorkerPool::new(store.clone(), Arc::new(handler), settings);
+    match store.job_wakeups(shutdown.clone()).await {
+        Ok(Some(wakeups)) => pool = pool.with_wakeups(wakeups),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot listen for queued jobs; workers poll"),
+    }
     tracing::info!(workers = config.workers, "worker pool started");
     Ok(tokio::spawn(pool.run(shutdown.clone())))
 }

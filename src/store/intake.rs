@@ -46,7 +46,7 @@ pub enum Recorded {
     Duplicate,
 }
 
-type Tx = Transaction<'static, Any>;
+pub(super) type Tx = Transaction<'static, Any>;
 
 impl Store {
     /// Records `delivery` and applies `route`, exactly once per delivery id.
@@ -99,6 +99,9 @@ impl Store {
                 .await?;
         }
         let outcome = apply_route(&mut tx, route, delivery.delivery_id, defaults, now).await?;
+        if matches!(route, Route::Job(_)) {
+            super::wakeup::announce_job(self.backend, &mut tx).await?;
+        }
         sqlx::query(sql::SET_DELIVERY_OUTCOME)
             .bind(outcome.as_str())
             .bind(row_id)

@@ -21,12 +21,14 @@ mod sql;
 mod sqlite_intake;
 mod steps;
 mod tasks;
+mod wakeup;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
@@ -43,6 +45,7 @@ pub use queue::{ClaimedJob, RetryOutcome};
 pub use retry::{MAX_RETRY_DELAY, RetryPolicy, is_transient, is_transient_sqlstate, retry_transient};
 pub use steps::{JobUsage, StoredStep};
 pub use tasks::NewTask;
+pub use wakeup::JOBS_CHANNEL;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -105,6 +108,8 @@ pub struct Store {
     sqlite_intake: Option<Arc<sqlite_intake::SqliteIntake>>,
     /// How transient errors of short transactions are retried.
     retry: RetryPolicy,
+    /// PostgreSQL: where the job listener connects (`wakeup.rs`).
+    postgres_url: Option<SecretString>,
 }
 
 impl Store {
@@ -149,6 +154,7 @@ impl Store {
             read: pool,
             sqlite_intake: None,
             retry: RetryPolicy::from_config(settings),
+            postgres_url: Some(SecretString::from(url)),
         })
     }
 
@@ -199,6 +205,7 @@ impl Store {
             read,
             sqlite_intake,
             retry: RetryPolicy::from_config(settings),
+            postgres_url: None,
         })
     }
 

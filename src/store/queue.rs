@@ -130,14 +130,20 @@ impl Store {
     /// Gives the job back (graceful shutdown): claimable again at once.
     pub async fn release_lease(&self, job_id: &str, owner: &str) -> Result<bool> {
         self.retrying("release lease", || async {
+            let mut tx = self.write.begin().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
             )
             .bind(job_id)
             .bind(owner)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            let released = done.rows_affected() == 1;
+            if released {
+                super::wakeup::announce_job(self.backend, &mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok(released)
         })
         .await
     }
@@ -252,6 +258,7 @@ impl Store {
         };
         let message = format!("retry: attempt {attempt}");
         insert_event(&mut tx, job_id, now, "retry", JobStatus::Queued, &message).await?;
+        super::wakeup::announce_job(self.backend, &mut tx).await?;
         tx.commit().await?;
         Ok(RetryOutcome::Queued { attempt })
     }

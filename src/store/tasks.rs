@@ -63,6 +63,7 @@ impl Store {
         .await?;
         let message = format!("{} task by {}", task.trigger.as_str(), task.requester);
         insert_event(&mut tx, &id, now, "created", JobStatus::Queued, &message).await?;
+        super::wakeup::announce_job(self.backend, &mut tx).await?;
         tx.commit().await?;
         Ok(id)
     }

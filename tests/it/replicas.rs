@@ -131,6 +131,8 @@ impl Fleet {
             ("OPENAI_API_KEY", "sk-test"),
             ("MODEL_CTO", PLANNER_MODEL),
             ("MODEL_CODER", CODER_MODEL),
+            // The test server is shared: a few connections per replica suffice.
+            ("ORCH_DATABASE__MAX_CONNECTIONS", "6"),
         ];
         env.extend_from_slice(extra);
         Replica::start(name, &env)
@@ -469,6 +471,21 @@ fn assert_recorded_once(answers: &HashMap<String, Vec<u16>>) {
     }
 }
 
+/// Drops a test database made by `fresh_postgres_database` (on success only:
+/// a failed run leaves it for a look).
+async fn drop_database(url: &str) {
+    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    let admin = db(&admin_url).await;
+    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+    admin.close().await;
+}
+
 async fn db(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::any::AnyPoolOptions::new()
@@ -561,6 +578,7 @@ async fn throughput(
     for mut replica in started {
         replica.terminate();
     }
+    drop_database(&fleet.db_url).await;
     rate
 }
 
@@ -625,6 +643,7 @@ async fn two_replicas_run_200_jobs_exactly_once() {
     pool.close().await;
     a.terminate();
     b.terminate();
+    drop_database(&fleet.db_url).await;
     drop(fleet);
 
     println!(
@@ -753,6 +772,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     pool.close().await;
     let mut b = b;
     b.terminate();
+    drop_database(&fleet.db_url).await;
 }
 
 /// The keys (see [`key`]) of the given jobs, from their issue titles.
@@ -824,6 +844,7 @@ async fn one_delivery_posted_to_both_replicas_at_once_is_recorded_once() {
     pool.close().await;
     a.terminate();
     b.terminate();
+    drop_database(&db_url).await;
 }
 
 /// Transient errors from a real server are classified as such: a deadlock
@@ -875,4 +896,62 @@ async fn a_real_deadlock_and_a_terminated_connection_are_transient() {
     assert!(orchestrator::store::is_transient(&err), "{err:?}");
     let _ = second.close().await;
     pool.close().await;
+    drop_database(&db_url).await;
+}
+
+/// PostgreSQL `LISTEN`/`NOTIFY`: a queued job wakes the listeners of every
+/// replica at its commit; a duplicate delivery (rolled back) wakes nobody;
+/// SQLite has no listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_wakes_the_idle_workers_of_every_replica() {
+    let Some(db_url) = postgres_or_skip("a_queued_job_wakes_the_idle_workers_of_every_replica").await else {
+        return;
+    };
+    let app = app_on(&Some(db_url.clone()), &[]).await;
+    let other = orchestrator::store::Store::connect(&db_url, &app.state.config.database)
+        .await
+        .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let here = app.store.job_wakeups(shutdown.clone()).await.unwrap().unwrap();
+    let there = other.job_wakeups(shutdown.clone()).await.unwrap().unwrap();
+
+    let (woken_here, woken_there) = (here.notified(), there.notified());
+    tokio::pin!(woken_here, woken_there);
+    woken_here.as_mut().enable();
+    woken_there.as_mut().enable();
+    let (status, _) = app.deliver("issues", "wake-1", &labeled(1)).await;
+    assert_eq!(status.as_u16(), 202);
+    let limit = Duration::from_secs(10);
+    tokio::time::timeout(limit, woken_here)
+        .await
+        .expect("this replica woken");
+    tokio::time::timeout(limit, woken_there)
+        .await
+        .expect("the other replica woken");
+
+    let again = there.notified();
+    tokio::pin!(again);
+    again.as_mut().enable();
+    let (status, _) = app.deliver("issues", "wake-1", &labeled(1)).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), again)
+            .await
+            .is_err(),
+        "a duplicate queues nothing and wakes nobody"
+    );
+
+    let sqlite = TestApp::new().await;
+    assert!(
+        sqlite
+            .store
+            .job_wakeups(shutdown.clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    shutdown.cancel();
+    other.close().await;
+    app.store.close().await;
+    drop_database(&db_url).await;
 }
