@@ -622,7 +622,7 @@ async fn two_replicas_run_200_jobs_exactly_once() {
     assert_eq!(answers.len(), 200);
     assert_eq!(answers.values().map(Vec::len).sum::<usize>(), 200 + 40 * 2);
     assert_recorded_once(&answers);
-    wait_for_success(&pool, 200, Duration::from_secs(180), &[&a, &b]).await;
+    wait_for_success(&pool, 200, Duration::from_secs(300), &[&a, &b]).await;
     let two_rate = 200.0 / clock.elapsed().as_secs_f64();
 
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM deliveries").await, 200);
