@@ -241,12 +241,21 @@ impl Store {
     /// Drops raw payloads of deliveries received before `cutoff_ms`; their
     /// metadata stays. Returns how many payloads were dropped.
     pub async fn prune_payloads(&self, cutoff_ms: i64) -> Result<u64> {
+        let mut tx = self.write.begin().await?;
+        if self.backend == Backend::Postgres {
+            // The first pruning of a large table may take longer than the
+            // statement timeout meant for the short transactions.
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query(
             "UPDATE deliveries SET payload = NULL WHERE received_at < $1 AND payload IS NOT NULL",
         )
         .bind(cutoff_ms)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

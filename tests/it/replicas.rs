@@ -742,12 +742,14 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     }
     // Nobody touched a held job before its lease expired: its LLM requests
     // after the kill came after the lease's end.
-    let lease_end = held.iter().map(|(_, until)| *until).min().unwrap();
-    let expiry = killed_at + Duration::from_millis(u64::try_from(lease_end - killed_at_ms).unwrap_or(0));
     let held_keys = held_job_keys(&pool, &held).await;
     for request in fleet.llm.requests() {
         let key = request_key(&request).unwrap();
-        if held_keys.contains(&key) && request.at > killed_at {
+        if let Some(lease_until) = held_keys.get(&key)
+            && request.at > killed_at
+        {
+            let expiry =
+                killed_at + Duration::from_millis(u64::try_from(lease_until - killed_at_ms).unwrap_or(0));
             assert!(
                 request.at + Duration::from_millis(50) >= expiry,
                 "{key} was resumed before its lease expired"
@@ -758,7 +760,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     let (plans, steps) = fleet.llm_requests_per_job();
     for (r, i) in &jobs {
         let k = key(*r, *i);
-        let limit = if held_keys.contains(&k) { 2 } else { 1 };
+        let limit = if held_keys.contains_key(&k) { 2 } else { 1 };
         for (what, counts) in [("planned", &plans), ("coded", &steps)] {
             let n = counts.get(&k).copied().unwrap_or(0);
             assert!((1..=limit).contains(&n), "{k} {what} {n} times");
@@ -775,16 +777,17 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     drop_database(&fleet.db_url).await;
 }
 
-/// The keys (see [`key`]) of the given jobs, from their issue titles.
-async fn held_job_keys(pool: &sqlx::AnyPool, held: &[(String, i64)]) -> HashSet<String> {
-    let mut keys = HashSet::new();
-    for (id, _) in held {
+/// The keys (see [`key`]) of the given jobs, from their issue titles, with
+/// the end of the lease the killed replica held.
+async fn held_job_keys(pool: &sqlx::AnyPool, held: &[(String, i64)]) -> HashMap<String, i64> {
+    let mut keys = HashMap::new();
+    for (id, lease_until) in held {
         let title: String = sqlx::query_scalar("SELECT issue_title FROM jobs WHERE id = $1")
             .bind(id)
             .fetch_one(pool)
             .await
             .unwrap();
-        keys.insert(title.trim_start_matches("Write note ").to_string());
+        keys.insert(title.trim_start_matches("Write note ").to_string(), *lease_until);
     }
     keys
 }
