@@ -958,3 +958,111 @@ async fn a_queued_job_wakes_the_idle_workers_of_every_replica() {
     app.store.close().await;
     drop_database(&db_url).await;
 }
+
+/// A worker that stalled past its lease while another took the job writes
+/// nothing to GitHub when it wakes: the lease check before the push stops
+/// it, the job stays with its new holder, and no failure is recorded or shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_was_taken_pushes_nothing() {
+    use orchestrator::llm::transport::{RetryPolicy, RetryingTransport};
+    use orchestrator::runner::{PoolSettings, WorkerPool};
+
+    let app = TestApp::new().await;
+    let github = FakeGitHub::start().await;
+    let repo = github.add_repo_to(INSTALLATION, "Codertocat/Hello-World");
+    github.add_issue(&repo, "Add docs", "Please add docs.");
+    github.set_role(&repo, "Codertocat", "write");
+    let llm = FakeOpenAi::start().await;
+    llm.push_answer(
+        r#"{"steps": [{"title": "Add the guide", "rationale": "r", "acceptance": "a", "files": ["docs/guide.md"], "commands": []}]}"#,
+        100,
+        20,
+    );
+    llm.push_delay(Duration::from_secs(3)); // the coder's answer: the worker "stalls" meanwhile
+    llm.push_answer("=== FILE: docs/guide.md\nGuide\n=== END FILE\n", 100, 20);
+    let transport = RetryingTransport::new(RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let model = orchestrator::llm::openai::OpenAiModel::new(
+        &llm.url,
+        Some(&secrecy::SecretString::from("sk-test")),
+        transport,
+    );
+    let handler = orchestrator::pipeline::github_job::GitHubJobs {
+        store: app.store.clone(),
+        config: app.state.config.clone(),
+        github: Some(github.client()),
+        model: Arc::new(model),
+        pricing: Arc::new(
+            orchestrator::pricing::Pricing::parse(orchestrator::pricing::BUILT_IN, "built-in").unwrap(),
+        ),
+        policy: Arc::new(
+            orchestrator::agents::AgentsPolicy::parse(orchestrator::agents::BUILT_IN, "built-in").unwrap(),
+        ),
+        workspaces: orchestrator::workspace::Workspaces::new(app.dir.path().join("data")),
+        identity: app.state.identity.clone(),
+    };
+    let pool = WorkerPool::new(
+        app.store.clone(),
+        Arc::new(handler),
+        PoolSettings::new(1, Duration::from_secs(30)),
+    );
+    let (status, _) = app.deliver("issues", "fence-1", &labeled(1)).await;
+    assert_eq!(status.as_u16(), 202);
+    let worker = tokio::spawn(async move { pool.run_until_idle().await });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while llm.requests().len() < 2 {
+        assert!(Instant::now() < deadline, "the coder was never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another replica claims the job, as if this worker's lease had expired.
+    let db = app.pool().await;
+    let taken = sqlx::query("UPDATE jobs SET lease_owner = 'other-replica-w0', lease_until = $1")
+        .bind(orchestrator::jobs::now_millis() + 60_000)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(taken.rows_affected(), 1);
+
+    let ran = tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ran.unwrap(),
+        1,
+        "the stalled run ended; the job is not claimable again"
+    );
+    let bare = github.state().repos["Codertocat/Hello-World"].bare.clone();
+    let branches = git(
+        &bare,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/orchestrator/",
+        ],
+    );
+    assert_eq!(branches, "", "nothing was pushed");
+    assert!(github.pulls(&repo).is_empty(), "no pull request");
+    assert!(
+        github.check_runs().is_empty(),
+        "no check run (it follows the first push)"
+    );
+    let (status, owner): (String, Option<String>) = sqlx::query_as("SELECT status, lease_owner FROM jobs")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        ["queued", "planning", "running"].contains(&status.as_str()),
+        "nothing recorded by the loser: {status}"
+    );
+    assert_eq!(owner.as_deref(), Some("other-replica-w0"));
+    let comments = github.comments(&repo, 1);
+    assert_eq!(comments.len(), 1, "the progress comment, once");
+    assert!(!comments[0].body.contains("Failed"), "{}", comments[0].body);
+    db.close().await;
+}
