@@ -69,6 +69,7 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub api: ApiConfig,
 }
 
 /// The GitHub App's identity and webhook settings.
@@ -177,6 +178,25 @@ pub struct DatabaseConfig {
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
+/// Request rate limits of the JSON API and the dashboard login, per client
+/// (GCRA: `burst` requests at once, refilled at `rate_per_minute`). The
+/// webhook is never limited: GitHub does not retry a refused delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Sustained JSON API requests per minute per client address (and per
+    /// bearer token); 0 turns the limit off.
+    pub rate_per_minute: u32,
+    /// JSON API requests a client may send at once before the rate applies.
+    pub burst: u32,
+    /// Login attempts per minute per client address; 0 turns the limit off.
+    pub login_rate_per_minute: u32,
+    pub login_burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one
+    /// the reverse proxy in front appended). Only behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SqliteSynchronous {
@@ -258,6 +278,13 @@ sqlite_synchronous = "normal"
 [log]
 format = "human"
 level = "info"
+
+[api]
+rate_per_minute = 600
+burst = 100
+login_rate_per_minute = 10
+login_burst = 5
+trust_forwarded_for = false
 "#;
 
 /// Why configuration could not be loaded; the message names the setting.
@@ -429,6 +456,11 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());
+        }
+        if (self.api.rate_per_minute > 0 && self.api.burst == 0)
+            || (self.api.login_rate_per_minute > 0 && self.api.login_burst == 0)
+        {
+            return invalid("api.burst and api.login_burst must be at least 1 when their rate is set".into());
         }
         Ok(())
     }
@@ -651,6 +683,13 @@ mod redacted {
         };
         out.kv("format", q(format));
         out.kv("level", q(&c.log.level));
+        let a = &c.api;
+        out.section("api");
+        out.kv("rate_per_minute", a.rate_per_minute.to_string());
+        out.kv("burst", a.burst.to_string());
+        out.kv("login_rate_per_minute", a.login_rate_per_minute.to_string());
+        out.kv("login_burst", a.login_burst.to_string());
+        out.kv("trust_forwarded_for", a.trust_forwarded_for.to_string());
         out.0
     }
 

@@ -3,6 +3,8 @@
 mod api;
 mod auth;
 mod error;
+pub mod openapi;
+pub mod rate_limit;
 mod tasks;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use crate::store::{JobDefaults, Store};
 use crate::webhook;
 
 pub use error::ApiError;
+pub use rate_limit::{RateLimit, RateLimits};
 
 /// Requests that take longer are answered 408 (a webhook delivery normally
 /// takes milliseconds; GitHub itself gives up after 10 s).
@@ -77,6 +80,8 @@ pub struct AppState {
     pub webhook_secrets: Arc<[SecretString]>,
     pub identity: Arc<Identity>,
     pub job_defaults: JobDefaults,
+    /// Per-client request limits of the JSON API and the login (`[api]`).
+    pub rate_limits: RateLimits,
 }
 
 impl AppState {
@@ -90,6 +95,7 @@ impl AppState {
         AppState {
             store,
             webhook_secrets: config.webhook_secrets().into(),
+            rate_limits: RateLimits::from_config(&config.api),
             config,
             identity: Arc::new(Identity::default()),
             job_defaults,
@@ -108,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(API_MAX_BODY_BYTES));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::document))
         .merge(webhook)
         .merge(api)
         .fallback(not_found)
@@ -119,6 +126,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(error::ensure_json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -187,7 +195,9 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         tracing::info!("shutdown requested");
         signal_token.cancel();
     });
-    axum::serve(listener, router(state))
+    // The peer address keys the per-client rate limits.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();

@@ -11,12 +11,14 @@ mod support;
 
 mod agents;
 mod api;
+mod api_protection;
 mod control;
 mod crash;
 mod diff_cli;
 mod gate;
 mod github;
 mod intake;
+mod openapi;
 mod outbox;
 mod pipeline;
 mod progress;
