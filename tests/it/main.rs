@@ -24,6 +24,7 @@ mod pipeline;
 mod progress;
 mod run_cli;
 mod runner;
+mod setup_cli;
 mod store;
 mod webhook;
 mod workspace;
