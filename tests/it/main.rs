@@ -15,6 +15,7 @@ mod api_protection;
 mod control;
 mod crash;
 mod diff_cli;
+mod dockerfile;
 mod gate;
 mod github;
 mod intake;
