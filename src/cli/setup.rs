@@ -25,14 +25,10 @@ pub struct SetupArgs {
     /// GitHub's web address (GitHub Enterprise Server: https://HOST).
     #[arg(long, value_name = "URL", default_value = "https://github.com")]
     github_url: String,
-    /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "GITHUB_API_URL",
-        default_value = "https://api.github.com"
-    )]
-    api_url: String,
+    /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3); default:
+    /// GITHUB_API_URL from the environment or the .env file, else https://api.github.com.
+    #[arg(long, value_name = "URL", env = "GITHUB_API_URL")]
+    api_url: Option<String>,
     /// The .env file to update (other lines are kept).
     #[arg(long, value_name = "PATH", default_value = ".env")]
     env_file: PathBuf,
@@ -48,6 +44,17 @@ pub struct SetupArgs {
 }
 
 pub fn run(args: SetupArgs) -> ExitCode {
+    // The configuration may not be complete yet, but a GitHub Enterprise URL in
+    // .env already says where the App lives.
+    let api_url = args
+        .api_url
+        .or_else(|| {
+            crate::config::read_dotenv(&args.env_file)
+                .ok()
+                .and_then(|env| env.get("GITHUB_API_URL").cloned())
+                .filter(|url| !url.is_empty())
+        })
+        .unwrap_or_else(|| "https://api.github.com".to_string());
     let options = SetupOptions {
         webhook_url: args.webhook_url,
         homepage_url: args.homepage_url,
@@ -55,7 +62,7 @@ pub fn run(args: SetupArgs) -> ExitCode {
         org: args.org,
         port: args.port,
         github_url: args.github_url,
-        api_url: args.api_url,
+        api_url,
         env_file: args.env_file,
         key_file: args.key_file,
         manifest: args.manifest,

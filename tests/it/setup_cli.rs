@@ -15,14 +15,18 @@ use crate::fake_github::{APP_ID, FakeGitHub};
 
 const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
 
-fn setup_command(dir: &Path, fake: &FakeGitHub, extra: &[&str]) -> Command {
+/// `api_url_flag`: pass the fake's URL as `--api-url` (else `.env` must name it).
+fn setup_command(dir: &Path, fake: &FakeGitHub, api_url_flag: bool, extra: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .arg("setup")
         .args(["--webhook-url", "https://orch.example.com/webhook"])
         .args(["--port", "0"])
-        .args(["--github-url", "https://github.example"])
-        .args(["--api-url", &fake.url])
+        .args(["--github-url", "https://github.example"]);
+    if api_url_flag {
+        command.args(["--api-url", &fake.url]);
+    }
+    command
         .args(extra)
         .current_dir(dir)
         .env_remove("GITHUB_API_URL")
@@ -85,9 +89,14 @@ async fn setup_registers_the_app_and_writes_owner_only_credentials() {
         "# my settings\nOPENAI_API_KEY=sk-keep-me\nGITHUB_APP_ID=1\nORCH_API_TOKEN=tok\n",
     )
     .unwrap();
-    let mut child = setup_command(dir.path(), &fake, &["--org", "octo-org", "--name", "orch-acme"])
-        .spawn()
-        .unwrap();
+    let mut child = setup_command(
+        dir.path(),
+        &fake,
+        true,
+        &["--org", "octo-org", "--name", "orch-acme"],
+    )
+    .spawn()
+    .unwrap();
     let mut stdout_text = String::new();
     let url = page_url(&mut child, &mut stdout_text).await;
     let http = reqwest::Client::new();
@@ -260,7 +269,13 @@ async fn setup_refuses_to_overwrite_a_key_and_a_spent_code_fails_cleanly() {
     let fake = FakeGitHub::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("orchestrator.private-key.pem"), "an older key").unwrap();
-    let output = setup_command(dir.path(), &fake, &[]).output().await.unwrap();
+    // GitHub's API address comes from .env when no flag names it.
+    let dotenv = format!("GITHUB_API_URL={}\n", fake.url);
+    std::fs::write(dir.path().join(".env"), &dotenv).unwrap();
+    let output = setup_command(dir.path(), &fake, false, &[])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
     assert_eq!(
@@ -269,7 +284,9 @@ async fn setup_refuses_to_overwrite_a_key_and_a_spent_code_fails_cleanly() {
     );
 
     // With --force it runs; GitHub refuses a code it does not know (404).
-    let mut child = setup_command(dir.path(), &fake, &["--force"]).spawn().unwrap();
+    let mut child = setup_command(dir.path(), &fake, false, &["--force"])
+        .spawn()
+        .unwrap();
     let mut seen = String::new();
     let url = page_url(&mut child, &mut seen).await;
     let html = reqwest::get(&url).await.unwrap().text().await.unwrap();
@@ -293,5 +310,10 @@ async fn setup_refuses_to_overwrite_a_key_and_a_spent_code_fails_cleanly() {
         "an older key",
         "nothing is written when the conversion fails"
     );
-    assert!(!dir.path().join(".env").exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join(".env")).unwrap(), dotenv);
+    assert_eq!(
+        fake.count("POST", "/app-manifests/*/conversions"),
+        1,
+        "the code went to the API named in .env"
+    );
 }
