@@ -17,6 +17,7 @@ mod diff_cli;
 mod gate;
 mod github;
 mod intake;
+mod memory;
 mod outbox;
 mod pipeline;
 mod progress;
