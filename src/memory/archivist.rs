@@ -14,20 +14,19 @@
 //! every archive of the job are done again, which is idempotent; only then
 //! are new candidates chosen, so no note lands in two archives. A temporary
 //! file left by a crash during phase 1 names notes still in the database and
-//! is removed. Compactions of one job are serialised (in the process, and
-//! across PostgreSQL replicas by an advisory lock).
+//! is removed. A compaction runs in one transaction that holds the job's
+//! memory lock (an advisory lock on PostgreSQL, the single writer on
+//! SQLite), so compactions of one job never overlap, across replicas too.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use super::MemoryError;
 use crate::config::MemoryConfig;
 use crate::jobs::{now_millis, rfc3339};
-use crate::store::{MemoryUsage, Store, StoredNote};
+use crate::store::{MemoryCompaction, MemoryUsage, Store, StoredNote};
 
 /// Notes a compaction always leaves in the database, newest first.
 pub const KEEP_NEWEST: usize = 10;
@@ -61,15 +60,6 @@ pub struct Archivist {
     root: PathBuf,
 }
 
-/// One lock per job for the compactions of this process.
-static JOB_LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
-
-fn job_lock(job_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-    let mut locks = JOB_LOCKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    locks.entry(job_id.to_string()).or_default().clone()
-}
-
 impl Archivist {
     pub fn new(store: Store, limits: MemoryConfig, root: PathBuf) -> Archivist {
         Archivist { store, limits, root }
@@ -101,20 +91,18 @@ impl Archivist {
     /// its newest notes, whatever the threshold. `None` when there is
     /// nothing old enough to archive.
     pub async fn compact(&self, job_id: &str) -> Result<Option<ArchiveReport>, MemoryError> {
-        let lock = job_lock(job_id);
-        let _local = lock.lock().await;
-        let replicas = self.store.memory_lock(job_id).await?;
-        self.finish_deletes(job_id).await?;
-        let report = match self.snapshot_unlocked(job_id).await? {
-            Some((report, archive)) => {
-                self.store.delete_memory_notes(job_id, &archive.ids).await?;
-                tracing::info!(job = job_id, archived = report.archived, path = %report.path.display(), "memory archived");
+        let mut tx = self.store.begin_memory_compaction(job_id).await?;
+        self.finish_deletes(&mut tx, job_id).await?;
+        let report = match self.snapshot_locked(&mut tx, job_id).await? {
+            Some((report, ids)) => {
+                tx.delete_notes(&ids).await?;
                 Some(report)
             }
             None => None,
         };
-        if let Some(tx) = replicas {
-            tx.commit().await.map_err(crate::store::StoreError::from)?;
+        tx.commit().await?;
+        if let Some(report) = &report {
+            tracing::info!(job = job_id, archived = report.archived, path = %report.path.display(), "memory archived");
         }
         Ok(report)
     }
@@ -122,28 +110,32 @@ impl Archivist {
     /// Phase 1 alone: writes the archive of all but the newest notes and
     /// deletes nothing (what a crash right after it leaves behind).
     pub async fn snapshot(&self, job_id: &str) -> Result<Option<ArchiveReport>, MemoryError> {
-        let lock = job_lock(job_id);
-        let _local = lock.lock().await;
-        let replicas = self.store.memory_lock(job_id).await?;
-        self.finish_deletes(job_id).await?;
-        let report = self.snapshot_unlocked(job_id).await?.map(|(report, _)| report);
-        if let Some(tx) = replicas {
-            tx.commit().await.map_err(crate::store::StoreError::from)?;
-        }
+        let mut tx = self.store.begin_memory_compaction(job_id).await?;
+        self.finish_deletes(&mut tx, job_id).await?;
+        let report = self
+            .snapshot_locked(&mut tx, job_id)
+            .await?
+            .map(|(report, _)| report);
+        tx.commit().await?;
         Ok(report)
     }
 
-    async fn snapshot_unlocked(&self, job_id: &str) -> Result<Option<(ArchiveReport, Archive)>, MemoryError> {
-        let notes = self.store.memory_notes(job_id).await?;
+    /// Writes the archive; returns it and the ids to delete.
+    async fn snapshot_locked(
+        &self,
+        tx: &mut MemoryCompaction,
+        job_id: &str,
+    ) -> Result<Option<(ArchiveReport, Vec<i64>)>, MemoryError> {
+        let mut notes = tx.notes().await?;
         if notes.len() <= KEEP_NEWEST {
             return Ok(None);
         }
-        let old = notes[..notes.len() - KEEP_NEWEST].to_vec();
+        notes.truncate(notes.len() - KEEP_NEWEST);
         let archive = Archive {
             job_id: job_id.to_string(),
             created_at: rfc3339(now_millis()),
-            ids: old.iter().map(|n| n.id).collect(),
-            notes: old,
+            ids: notes.iter().map(|n| n.id).collect(),
+            notes,
         };
         let dir = self.job_dir(job_id)?;
         let bytes = serde_json::to_vec_pretty(&archive).map_err(std::io::Error::other)?;
@@ -154,36 +146,36 @@ impl Archivist {
             path,
             archived: archive.ids.len(),
         };
-        Ok(Some((report, archive)))
+        Ok(Some((report, archive.ids)))
     }
 
     /// The deletes of every archive of the job, done again (idempotent);
     /// stray temporary files of an interrupted snapshot are removed. Returns
     /// how many notes were still in the database.
-    async fn finish_deletes(&self, job_id: &str) -> Result<u64, MemoryError> {
+    async fn finish_deletes(&self, tx: &mut MemoryCompaction, job_id: &str) -> Result<u64, MemoryError> {
         let dir = self.job_dir(job_id)?;
         let archives = tokio::task::spawn_blocking(move || read_archives(&dir))
             .await
             .map_err(std::io::Error::other)??;
         let mut deleted = 0;
         for archive in archives {
-            deleted += self.store.delete_memory_notes(job_id, &archive.ids).await?;
+            deleted += tx.delete_notes(&archive.ids).await?;
         }
         if deleted > 0 {
-            tracing::info!(job = job_id, deleted, "finished an interrupted memory compaction");
+            tracing::info!(
+                job = job_id,
+                deleted,
+                "finishing an interrupted memory compaction"
+            );
         }
         Ok(deleted)
     }
 
     /// Finishes the interrupted compactions of one job.
     pub async fn recover(&self, job_id: &str) -> Result<u64, MemoryError> {
-        let lock = job_lock(job_id);
-        let _local = lock.lock().await;
-        let replicas = self.store.memory_lock(job_id).await?;
-        let deleted = self.finish_deletes(job_id).await?;
-        if let Some(tx) = replicas {
-            tx.commit().await.map_err(crate::store::StoreError::from)?;
-        }
+        let mut tx = self.store.begin_memory_compaction(job_id).await?;
+        let deleted = self.finish_deletes(&mut tx, job_id).await?;
+        tx.commit().await?;
         Ok(deleted)
     }
 

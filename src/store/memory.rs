@@ -126,6 +126,51 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The archivist's transaction on one job's notes, holding its memory lock.
+pub struct MemoryCompaction {
+    tx: Transaction<'static, sqlx::Any>,
+    job_id: String,
+}
+
+impl MemoryCompaction {
+    /// The job's notes, oldest first.
+    pub async fn notes(&mut self) -> Result<Vec<StoredNote>> {
+        let rows: Vec<NoteRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {NOTE_COLUMNS} FROM memory_items WHERE job_id = $1 ORDER BY id"
+        )))
+        .bind(self.job_id.as_str())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(note_of).collect()
+    }
+
+    /// Deletes the job's notes with these ids (those already gone are
+    /// ignored); returns how many were deleted.
+    pub async fn delete_notes(&mut self, ids: &[i64]) -> Result<u64> {
+        let mut deleted = 0;
+        // Bounded statements: SQLite caps the number of placeholders.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM memory_items WHERE job_id = $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(self.job_id.as_str());
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            deleted += query.execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(deleted)
+    }
+
+    /// Makes the deletes durable and releases the lock.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Whether the job exists.
     pub async fn job_exists(&self, job_id: &str) -> Result<bool> {
@@ -149,15 +194,16 @@ impl Store {
         Ok(())
     }
 
-    /// Holds the job's memory lock on PostgreSQL until the returned guard
-    /// is dropped or released (the archivist holds it across its file write).
-    pub async fn memory_lock(&self, job_id: &str) -> Result<Option<Transaction<'static, sqlx::Any>>> {
-        if self.backend != Backend::Postgres {
-            return Ok(None);
-        }
+    /// Opens a transaction on the job's notes that holds its memory lock
+    /// (the archivist keeps it across its file write, so compactions of one
+    /// job never overlap).
+    pub async fn begin_memory_compaction(&self, job_id: &str) -> Result<MemoryCompaction> {
         let mut tx = self.write.begin().await?;
         self.lock_job_memory(&mut tx, job_id).await?;
-        Ok(Some(tx))
+        Ok(MemoryCompaction {
+            tx,
+            job_id: job_id.to_string(),
+        })
     }
 
     async fn note_usage(tx: &mut Transaction<'_, sqlx::Any>, job_id: &str) -> Result<MemoryUsage> {
@@ -271,26 +317,6 @@ impl Store {
         let usage = Self::note_usage(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(usage)
-    }
-
-    /// Deletes the job's notes with these ids (those already gone are
-    /// ignored); returns how many were deleted.
-    pub async fn delete_memory_notes(&self, job_id: &str, ids: &[i64]) -> Result<u64> {
-        let mut deleted = 0;
-        // Bounded statements: SQLite caps the number of placeholders.
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "DELETE FROM memory_items WHERE job_id = $1 AND id IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(job_id);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            deleted += query.execute(&self.write).await?.rows_affected();
-        }
-        Ok(deleted)
     }
 
     /// Creates or replaces a memory file, within the job's limits (files are

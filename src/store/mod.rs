@@ -38,7 +38,8 @@ pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use memory::{
-    FileWrite, MemoryLimit, MemoryUsage, NewNote, NoteInsert, StepContextMetrics, StoredFile, StoredNote,
+    FileWrite, MemoryCompaction, MemoryLimit, MemoryUsage, NewNote, NoteInsert, StepContextMetrics,
+    StoredFile, StoredNote,
 };
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;

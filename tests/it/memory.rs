@@ -515,3 +515,33 @@ async fn a_context_is_built_on_demand_with_the_jobs_memory() {
     let (status, _) = app.send(no_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_compactions_of_one_job_archive_each_note_once() {
+    for (backend, url) in backends().await {
+        let app = app_on(&url, &[]).await;
+        let job = new_job(&app).await;
+        let memory = memory_of(&app);
+        for i in 0..40 {
+            memory
+                .add_note(&job, &input(&format!("note {i}"), "b"), None)
+                .await
+                .unwrap();
+        }
+        let runs: Vec<_> = (0..20)
+            .map(|_| {
+                let memory = memory_of(&app);
+                let job = job.clone();
+                tokio::spawn(async move { memory.archivist().compact(&job).await.unwrap() })
+            })
+            .collect();
+        let mut archived = 0;
+        for run in runs {
+            archived += run.await.unwrap().map_or(0, |r| r.archived);
+        }
+        assert_eq!(archived, 30, "{backend}");
+        assert_eq!(memory.archivist().archives(&job).unwrap().len(), 1, "{backend}");
+        let (in_db, _) = memory.notes(&job).await.unwrap();
+        assert_eq!(all_titles(&memory, &in_db, &job), titles(0..40), "{backend}");
+    }
+}

@@ -626,6 +626,21 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
     let summary = last["output"]["summary"].as_str().unwrap();
     assert!(!summary.contains("pending"), "step 1 shows as done: {summary}");
     assert!(!comments_pending(&w), "step 1 shows as done in the comment");
+    // One note and one summary per step, none written twice by the resumed job;
+    // the resumed step 2 still saw step 1's note.
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM memory_items").await, 2);
+    assert_eq!(
+        w.app
+            .count("SELECT COUNT(*) FROM memory_items WHERE title = 'Step 2: Add the changelog'")
+            .await,
+        1
+    );
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM message_summaries").await, 2);
+    let resumed_prompt: String = requests[3].messages.iter().map(|(_, c)| c.as_str()).collect();
+    assert!(
+        resumed_prompt.contains("Step 1: Add the guide"),
+        "{resumed_prompt}"
+    );
 }
 
 fn comments_pending(world: &World) -> bool {
