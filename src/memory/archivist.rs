@@ -7,7 +7,8 @@
 //! 1. snapshot: the notes are written to a temporary file, fsynced, renamed
 //!    into place, and the directory fsynced. From then on the archive is the
 //!    notes' home.
-//! 2. delete: the ids the archive lists are deleted from the database.
+//! 2. delete: the notes the archive holds (by id and creation time) are
+//!    deleted from the database.
 //!
 //! A process dying between the two leaves the notes in both places. Before
 //! every compaction (and at start, [`Archivist::recover_all`]) the deletes of
@@ -39,7 +40,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 pub struct Archive {
     pub job_id: String,
     pub created_at: String,
-    /// The ids of `notes`, which the delete phase removes from the database.
+    /// The ids of `notes`, for people and tools reading the archive.
     pub ids: Vec<i64>,
     pub notes: Vec<StoredNote>,
 }
@@ -94,8 +95,8 @@ impl Archivist {
         let mut tx = self.store.begin_memory_compaction(job_id).await?;
         self.finish_deletes(&mut tx, job_id).await?;
         let report = match self.snapshot_locked(&mut tx, job_id).await? {
-            Some((report, ids)) => {
-                tx.delete_notes(&ids).await?;
+            Some((report, archive)) => {
+                tx.delete_notes(&archive.notes).await?;
                 Some(report)
             }
             None => None,
@@ -125,7 +126,7 @@ impl Archivist {
         &self,
         tx: &mut MemoryCompaction,
         job_id: &str,
-    ) -> Result<Option<(ArchiveReport, Vec<i64>)>, MemoryError> {
+    ) -> Result<Option<(ArchiveReport, Archive)>, MemoryError> {
         let mut notes = tx.notes().await?;
         if notes.len() <= KEEP_NEWEST {
             return Ok(None);
@@ -146,7 +147,7 @@ impl Archivist {
             path,
             archived: archive.ids.len(),
         };
-        Ok(Some((report, archive.ids)))
+        Ok(Some((report, archive)))
     }
 
     /// The deletes of every archive of the job, done again (idempotent);
@@ -159,7 +160,7 @@ impl Archivist {
             .map_err(std::io::Error::other)??;
         let mut deleted = 0;
         for archive in archives {
-            deleted += tx.delete_notes(&archive.ids).await?;
+            deleted += tx.delete_notes(&archive.notes).await?;
         }
         if deleted > 0 {
             tracing::info!(

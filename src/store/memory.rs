@@ -144,20 +144,23 @@ impl MemoryCompaction {
         rows.into_iter().map(note_of).collect()
     }
 
-    /// Deletes the job's notes with these ids (those already gone are
-    /// ignored); returns how many were deleted.
-    pub async fn delete_notes(&mut self, ids: &[i64]) -> Result<u64> {
+    /// Deletes these notes of the job, matched by id and creation time (so
+    /// an id reused by a restored database is never mistaken for an archived
+    /// note); those already gone are ignored. Returns how many were deleted.
+    pub async fn delete_notes(&mut self, notes: &[StoredNote]) -> Result<u64> {
         let mut deleted = 0;
         // Bounded statements: SQLite caps the number of placeholders.
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        for chunk in notes.chunks(400) {
+            let matches: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(id = ${} AND created_at = ${})", 2 * i + 2, 2 * i + 3))
+                .collect();
             let sql = format!(
-                "DELETE FROM memory_items WHERE job_id = $1 AND id IN ({})",
-                placeholders.join(", ")
+                "DELETE FROM memory_items WHERE job_id = $1 AND ({})",
+                matches.join(" OR ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(self.job_id.as_str());
-            for id in chunk {
-                query = query.bind(*id);
+            for note in chunk {
+                query = query.bind(note.id).bind(note.created_at);
             }
             deleted += query.execute(&mut *self.tx).await?.rows_affected();
         }

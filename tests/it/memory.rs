@@ -545,3 +545,30 @@ async fn concurrent_compactions_of_one_job_archive_each_note_once() {
         assert_eq!(all_titles(&memory, &in_db, &job), titles(0..40), "{backend}");
     }
 }
+
+#[tokio::test]
+async fn recovery_deletes_only_the_archived_notes_themselves() {
+    for (backend, url) in backends().await {
+        let app = app_on(&url, &[]).await;
+        let job = new_job(&app).await;
+        let memory = memory_of(&app);
+        for i in 0..12 {
+            memory
+                .add_note(&job, &input(&format!("note {i}"), "b"), None)
+                .await
+                .unwrap();
+        }
+        let report = memory.archivist().snapshot(&job).await.unwrap().unwrap();
+        // As if the database were restored and a new note got an archived id:
+        // same id, another creation time. It is not the archived note.
+        let mut archive: Value = serde_json::from_slice(&std::fs::read(&report.path).unwrap()).unwrap();
+        let created = archive["notes"][0]["created_at"].as_i64().unwrap();
+        archive["notes"][0]["created_at"] = (created - 1).into();
+        std::fs::write(&report.path, archive.to_string()).unwrap();
+
+        assert_eq!(memory.archivist().recover(&job).await.unwrap(), 1, "{backend}");
+        let (in_db, _) = memory.notes(&job).await.unwrap();
+        assert_eq!(in_db.len(), 11, "{backend}");
+        assert_eq!(in_db[0].title, "note 0");
+    }
+}
