@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use orchestrator_context::{
-    BuiltContext, ContextRequest, ContextSettings, Decision, IndexOptions, RepoIndex,
-    StepInput as ContextStep, build_context,
+    BuiltContext, ContextRequest, ContextSettings, IndexOptions, RepoIndex, StepInput as ContextStep,
+    build_context,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -283,7 +283,7 @@ impl Execution<'_> {
             kept: i64::try_from(
                 d.candidates
                     .iter()
-                    .filter(|c| c.decision != Decision::Dropped)
+                    .filter(|c| c.decision != orchestrator_context::Decision::Dropped)
                     .count(),
             )
             .unwrap_or(i64::MAX),
