@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod error;
+mod memory;
 pub mod openapi;
 pub mod rate_limit;
 mod tasks;
@@ -172,6 +173,9 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
     let state = AppState::new(config.clone(), store.clone());
+    crate::memory::Memory::new(store.clone(), &config)
+        .recover_archives()
+        .await;
     if github.is_none() {
         tracing::warn!(
             "no GitHub App configured: local-checkout tasks run, GitHub jobs fail with that reason"

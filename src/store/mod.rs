@@ -13,6 +13,7 @@ mod control;
 mod effects;
 mod intake;
 mod jobs;
+mod memory;
 mod outbox;
 mod progress;
 mod queue;
@@ -36,6 +37,10 @@ pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
 pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
+pub use memory::{
+    FileWrite, MemoryCompaction, MemoryLimit, MemoryUsage, NewNote, NoteInsert, StepContextMetrics,
+    StoredFile, StoredNote,
+};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};

@@ -19,6 +19,7 @@ mod dockerfile;
 mod gate;
 mod github;
 mod intake;
+mod memory;
 mod openapi;
 mod outbox;
 mod pipeline;
