@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
 mod tasks;
 
@@ -77,6 +78,9 @@ pub struct AppState {
     pub webhook_secrets: Arc<[SecretString]>,
     pub identity: Arc<Identity>,
     pub job_defaults: JobDefaults,
+    /// Cancelled when the server shuts down: long-lived responses (the
+    /// dashboard's event streams) end with it.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -93,6 +97,7 @@ impl AppState {
             config,
             identity: Arc::new(Identity::default()),
             job_defaults,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -110,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .merge(webhook)
         .merge(api)
+        .merge(dashboard::routes(state.clone()))
         .fallback(not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
@@ -163,7 +169,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    let state = AppState::new(config.clone(), store.clone());
+    let mut state = AppState::new(config.clone(), store.clone());
+    state.shutdown = shutdown.clone();
     if github.is_none() {
         tracing::warn!(
             "no GitHub App configured: local-checkout tasks run, GitHub jobs fail with that reason"
