@@ -326,6 +326,92 @@ async fn log_in_list_open_a_job_watch_it_live_and_cancel_it() {
     eprintln!("browser screenshots: {}", shots.display());
 }
 
+/// A dashboard left open on a running job does not hold up a graceful
+/// shutdown: the event stream ends with the server (no browser needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = project(dir.path());
+    let llm = FakeOpenAi::start().await;
+    llm.push_delay(Duration::from_secs(300)); // the plan never comes: the job stays active
+    llm.push_answer_as(PLAN, "gpt-4.1", 1, 1);
+    let mut server = start_server(dir.path(), &llm);
+    let base = server.base.clone();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let created: serde_json::Value = client
+        .post(format!("{base}/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"path": repo.display().to_string(), "task": "Wait"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let login = client
+        .post(format!("{base}/login"))
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stream = client
+        .get(format!("{base}/dashboard/jobs/{id}/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: status") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the stream speaks")
+            .unwrap()
+            .expect("the stream is open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop with a stream open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended with the server");
+}
+
 /// Writes an event the way a worker on another replica would: straight into the database.
 async fn insert_event(dir: &Path, job_id: &str, message: &str) {
     sqlx::any::install_default_drivers();

@@ -177,6 +177,7 @@ pub const STYLE: &str = r#":root {
     --code: #1e242e; --add: #12361f; --del: #3d1518; }
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; background: var(--bg); color: var(--fg);
   font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
@@ -221,7 +222,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .s-succeeded { color: var(--ok); } .s-failed { color: var(--bad); } .s-rejected { color: var(--bad); }
 .s-cancelled { color: var(--idle); } .s-queued { color: var(--warn); }
 .s-planning, .s-running, .s-publishing { color: var(--accent); }
-.s-pending, .s-skipped, .s-empty { color: var(--idle); }
+.s-pending, .s-skipped, .s-empty, .s-interrupted { color: var(--idle); }
 .s-active { color: var(--ok); } .s-suspended { color: var(--warn); } .s-deleted { color: var(--idle); }
 .pager { display: flex; justify-content: space-between; margin-top: .75rem; }
 .head { display: flex; flex-wrap: wrap; gap: .75rem; align-items: flex-start; justify-content: space-between;
@@ -249,9 +250,10 @@ ol.steps > li:first-child { border-top: 0; padding-top: 0; }
 details { margin-top: .5rem; }
 summary { cursor: pointer; color: var(--accent); }
 ol.events { list-style: none; padding: 0; margin: 0; max-height: 28rem; overflow-y: auto; }
-ol.events li { display: grid; grid-template-columns: 11.5rem 6rem 1fr; gap: .5rem; padding: .35rem 0;
+ol.events li { display: grid; grid-template-columns: 13rem 5.5rem 1fr; gap: .5rem; padding: .35rem 0;
   border-top: 1px solid var(--line); font-size: .9rem; }
 ol.events li:first-child { border-top: 0; }
+ol.events time { white-space: nowrap; font-variant-numeric: tabular-nums; }
 ol.events li.fresh { animation: fresh 2s ease-out; }
 @keyframes fresh { from { background: color-mix(in srgb, var(--accent) 22%, transparent); } to { background: transparent; } }
 .live { font-size: .8rem; color: var(--muted); }
@@ -328,6 +330,8 @@ pub const SCRIPT: &str = r#""use strict";
     var isActive = active.indexOf(st.status) >= 0;
     if (cancelForm) { cancelForm.hidden = !isActive || st.cancel_requested; }
     if (retryForm) { retryForm.hidden = !(st.status === "failed" || st.status === "cancelled"); }
+    var notice = document.getElementById("notice");
+    if (notice && !isActive) { notice.hidden = true; }
   });
   source.addEventListener("end", function () {
     source.close();

@@ -353,13 +353,20 @@ fn steps_card(out: &mut String, view: &JobView<'_>) {
         return;
     }
     out.push_str("<ol class=\"steps\" id=\"steps\">");
+    let ended = !is_active(&view.job.status);
     for (index, step) in view.steps.iter().enumerate() {
+        // A step still marked running on an ended job was cut short.
+        let step_status = if ended && step.status == "running" {
+            "interrupted"
+        } else {
+            step.status.as_str()
+        };
         let _ = write!(
             out,
             "<li><div class=\"step-head\"><h3>{n}. {title}</h3>{badge}</div>",
             n = index + 1,
             title = esc(&step.title),
-            badge = badge(&step.status),
+            badge = badge(step_status),
         );
         if let Some(planned) = planned_step(&plan, index) {
             for (key, label) in [("rationale", "Why"), ("acceptance", "Done when")] {
