@@ -364,6 +364,7 @@ async fn the_event_stream_sends_a_new_event_and_the_status_change() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
     let mut frames = response.into_body().into_data_stream();
     let mut seen = String::new();
     // The event written at creation comes first.

@@ -178,10 +178,18 @@ pub fn login_redirect(target: &str) -> Response {
     Redirect::to(&location).into_response()
 }
 
-/// A `next` target is followed only when it is a path on this site.
+/// A `next` target is followed only when it is a path on this site (and
+/// can go into a `Location` header as it is).
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
         _ => "/",
     }
 }
@@ -365,6 +373,11 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(
+            safe_next(Some("/x\r\nSet-Cookie: a=b")),
+            "/",
+            "no header injection"
+        );
         assert_eq!(percent_encode("/a b?x=1&y"), "/a%20b%3Fx%3D1%26y");
     }
 }
