@@ -401,6 +401,79 @@ async fn the_event_stream_sends_a_new_event_and_the_status_change() {
     assert!(tail.is_none(), "the stream closes once the job has ended");
 }
 
+#[tokio::test]
+async fn the_job_page_links_to_github_and_retries_a_failed_job() {
+    let app = TestApp::new().await;
+    let id = a_job(&app, 7).await;
+    let now = orchestrator::jobs::now_millis();
+    app.store
+        .claim_job("w1", now + 60_000, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let pr = "https://github.com/Codertocat/Hello-World/pull/12";
+    app.store.set_pull_request(&id, 12, pr, now).await.unwrap();
+    app.store.set_check_run(&id, 555, "abc123").await.unwrap();
+    app.store
+        .set_job_status(
+            &id,
+            "w1",
+            orchestrator::jobs::JobStatus::Failed,
+            Some("internal: boom"),
+            now,
+        )
+        .await
+        .unwrap();
+    let cookie = log_in(&app).await;
+    let page = send(&app, page_get(&format!("/dashboard/jobs/{id}"), Some(&cookie))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(
+        body.contains("href=\"https://github.com/Codertocat/Hello-World/issues/7\""),
+        "{body}"
+    );
+    assert!(body.contains(&format!("href=\"{pr}\" id=\"pr-link\"")), "{body}");
+    assert!(
+        body.contains("href=\"https://github.com/Codertocat/Hello-World/runs/555\""),
+        "{body}"
+    );
+    assert!(body.contains("internal: boom"));
+    assert!(body.contains("<form id=\"retry-form\" method=\"post\" action=\"/dashboard/jobs/"));
+    assert!(
+        body.contains("/retry\">"),
+        "the retry form is shown for a failed job"
+    );
+    assert!(!body.contains("data-stream="), "an ended job opens no stream");
+
+    let csrf = csrf_of(body);
+    let retry = send(
+        &app,
+        form_post(
+            &format!("/dashboard/jobs/{id}/retry"),
+            &format!("csrf={csrf}"),
+            Some(&cookie),
+            Some(ORIGIN),
+        ),
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::SEE_OTHER);
+    assert!(location(&retry).contains("attempt%202"), "{}", location(&retry));
+    let (_, job) = app.api_get(&format!("/jobs/{id}")).await;
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["attempt"], 2);
+    let missing = send(
+        &app,
+        form_post(
+            "/dashboard/jobs/nope/retry",
+            &format!("csrf={csrf}"),
+            Some(&cookie),
+            Some(ORIGIN),
+        ),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
 /// Reads the stream until `needle` has been seen (10 s at most).
 async fn read_until(frames: &mut axum::body::BodyDataStream, needle: &str, seen: &mut String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
