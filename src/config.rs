@@ -70,6 +70,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub api: ApiConfig,
+    pub dashboard: DashboardConfig,
 }
 
 /// The GitHub App's identity and webhook settings.
@@ -219,6 +220,26 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The web dashboard's session cookie.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// When the session cookie carries `Secure`.
+    pub secure_cookie: SecureCookie,
+    /// How long a dashboard login lasts, in hours.
+    pub session_hours: u32,
+}
+
+/// `auto`: `Secure` when the login request came over HTTPS (a reverse proxy's
+/// `X-Forwarded-Proto: https` or `Forwarded: proto=https`); `always`; `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    Auto,
+    Always,
+    Never,
+}
+
 /// The built-in defaults, as TOML so they read like the example file.
 const DEFAULTS: &str = r#"
 listen = "127.0.0.1:3000"
@@ -285,6 +306,10 @@ burst = 100
 login_rate_per_minute = 10
 login_burst = 5
 trust_forwarded_for = false
+
+[dashboard]
+secure_cookie = "auto"
+session_hours = 12
 "#;
 
 /// Why configuration could not be loaded; the message names the setting.
@@ -453,6 +478,9 @@ impl Config {
         }
         if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
             return invalid("set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, not both".into());
+        }
+        if self.dashboard.session_hours == 0 || self.dashboard.session_hours > 24 * 30 {
+            return invalid("dashboard.session_hours must be 1..=720".into());
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());
@@ -690,6 +718,14 @@ mod redacted {
         out.kv("login_rate_per_minute", a.login_rate_per_minute.to_string());
         out.kv("login_burst", a.login_burst.to_string());
         out.kv("trust_forwarded_for", a.trust_forwarded_for.to_string());
+        out.section("dashboard");
+        let secure = match c.dashboard.secure_cookie {
+            SecureCookie::Auto => "auto",
+            SecureCookie::Always => "always",
+            SecureCookie::Never => "never",
+        };
+        out.kv("secure_cookie", q(secure));
+        out.kv("session_hours", c.dashboard.session_hours.to_string());
         out.0
     }
 

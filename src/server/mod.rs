@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
 mod memory;
 pub mod openapi;
@@ -83,6 +84,9 @@ pub struct AppState {
     pub job_defaults: JobDefaults,
     /// Per-client request limits of the JSON API and the login (`[api]`).
     pub rate_limits: RateLimits,
+    /// Cancelled when the server shuts down: long-lived responses (the
+    /// dashboard's event streams) end with it.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -100,6 +104,7 @@ impl AppState {
             config,
             identity: Arc::new(Identity::default()),
             job_defaults,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -118,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .merge(webhook)
         .merge(api)
+        .merge(dashboard::routes(state.clone()))
         .fallback(not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
@@ -172,7 +178,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    let state = AppState::new(config.clone(), store.clone());
+    let mut state = AppState::new(config.clone(), store.clone());
+    state.shutdown = shutdown.clone();
     crate::memory::Memory::new(store.clone(), &config)
         .recover_archives()
         .await;

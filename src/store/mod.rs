@@ -10,6 +10,7 @@
 //! use a separate pool that never waits for the writer.
 
 mod control;
+mod dashboard;
 mod effects;
 mod intake;
 mod jobs;
@@ -34,6 +35,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use crate::config::{DatabaseConfig, SqliteSynchronous};
 
 pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
+pub use dashboard::{EventRecord, InstallationRecord, JobRecord, JobRecordPage, StepRecord};
 pub use effects::REPLY_RATE_WINDOW_MS;
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};

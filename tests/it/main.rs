@@ -8,12 +8,16 @@ mod fake_github;
 #[path = "../support/fake_openai.rs"]
 mod fake_openai;
 mod support;
+#[path = "../support/webdriver.rs"]
+mod webdriver;
 
 mod agents;
 mod api;
 mod api_protection;
+mod browser;
 mod control;
 mod crash;
+mod dashboard;
 mod diff_cli;
 mod dockerfile;
 mod gate;
