@@ -22,7 +22,7 @@ use super::plan::{Plan, PlanInput, PlanStep, PlannerSettings, plan};
 use super::sanitize::IssueSnapshot;
 use crate::agents::AgentsPolicy;
 use crate::config::Config;
-use crate::jobs::now_millis;
+use crate::jobs::{JobStatus, now_millis};
 use crate::llm::BoxFuture;
 use crate::memory::{self, Memory, Recalled};
 use crate::store::{JobUsage, StepContextMetrics, Store, StoreError};
@@ -104,7 +104,13 @@ pub struct Executed {
 impl Execution<'_> {
     /// Plans (or reloads the plan) and runs every step not yet done.
     pub async fn run(&self, observer: &dyn StepObserver) -> Result<Executed, ExecuteError> {
+        self.store
+            .advance_status(self.job_id, JobStatus::Planning, now_millis())
+            .await?;
         let (plan, resumed) = self.plan_or_resume().await?;
+        self.store
+            .advance_status(self.job_id, JobStatus::Running, now_millis())
+            .await?;
         observer.planned(&plan, resumed);
         let done = self.completed_steps().await?;
         let mut commits = Vec::new();

@@ -487,6 +487,11 @@ async fn a_cancel_comment_stops_a_running_job_within_seconds() {
         llm.requests().len() == 3
     })
     .await;
+    assert_eq!(
+        job_status(&w.app).await,
+        "running",
+        "the phase is visible while it runs"
+    );
     w.app
         .deliver(
             "issue_comment",
