@@ -7,6 +7,9 @@
 //! * [`build_context`] gathers the six sources, ranks, compacts, fits to the budget with
 //!   real BPE token counts and returns the text with [`ContextDiagnostics`].
 //! * [`rank_files`] backs `orchestrator context rank`.
+//! * [`retrieval_pool`] names the chunks worth embedding; a caller with an embedding model
+//!   passes their ranking by similarity back in [`ContextRequest::dense`], and the engine
+//!   fuses it with BM25 by reciprocal-rank fusion.
 //!
 //! The crate is synchronous and pure: no database, no network. Callers run it on a blocking
 //! thread.
@@ -15,6 +18,7 @@ mod bm25;
 mod budget;
 mod chunk;
 mod compact;
+mod dense;
 mod diagnostics;
 mod engine;
 mod error;
@@ -30,6 +34,7 @@ use std::path::Path;
 
 pub use bm25::fuse_rrf;
 pub use chunk::{Chunk, chunk_file};
+pub use dense::{DenseHit, PoolChunk, RRF_K, RetrievalPool, cosine, rank_by_similarity, retrieval_pool};
 pub use diagnostics::{CandidateDiagnostic, ContextDiagnostics, Decision, ScoreParts, SourceKind};
 pub use engine::{
     BuiltContext, ContextItem, ContextRequest, ContextSettings, HistoryEntry, MemoryNote, StepInput,
