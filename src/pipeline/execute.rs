@@ -10,13 +10,14 @@
 use std::path::Path;
 
 use orchestrator_context::{
-    BuiltContext, ContextRequest, ContextSettings, IndexOptions, RepoIndex, StepInput as ContextStep,
-    build_context,
+    BuiltContext, ContextRequest, ContextSettings, DenseHit, IndexOptions, RepoIndex,
+    StepInput as ContextStep, build_context,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::AgentError;
 use super::code::{CoderSettings, StepInput, StepOutcome, code_step};
+use super::embeddings::{Embedder, dense_ranking};
 use super::metered::MeteredModel;
 use super::plan::{Plan, PlanInput, PlanStep, PlannerSettings, plan};
 use super::sanitize::IssueSnapshot;
@@ -213,7 +214,7 @@ impl Execution<'_> {
         number: usize,
         total: usize,
     ) -> Result<StepOutcome, ExecuteError> {
-        let context = self.context_for(step)?;
+        let context = self.context_for(step).await?;
         let input = StepInput {
             policy: self.policy,
             repo_agents_md: None,
@@ -233,10 +234,10 @@ impl Execution<'_> {
         Ok(outcome?)
     }
 
-    fn context_for(&self, step: &PlanStep) -> Result<BuiltContext, ExecuteError> {
+    async fn context_for(&self, step: &PlanStep) -> Result<BuiltContext, ExecuteError> {
         let settings = context_settings(self.config);
         let index = self.index()?;
-        let request = ContextRequest {
+        let mut request = ContextRequest {
             model: self.config.models.coder.clone(),
             task: self.issue.render(),
             step: ContextStep {
@@ -248,9 +249,36 @@ impl Execution<'_> {
             artifacts_dir: Some(self.config.data_dir.join("artifacts").join(self.job_id)),
             ..ContextRequest::default()
         };
-        let built = build_context(&index, &request, &settings);
+        let dense = self.dense_ranking(&index, &request, &settings).await;
+        let embeddings_failed = dense.as_ref().err().cloned();
+        request.dense = dense.ok().flatten();
+        let mut built = build_context(&index, &request, &settings);
+        built.diagnostics.notes.extend(embeddings_failed);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
+    }
+
+    /// The step's candidate pool ranked by embedding similarity, when an
+    /// embedding model is configured (see [`super::embeddings`]).
+    async fn dense_ranking(
+        &self,
+        index: &RepoIndex,
+        request: &ContextRequest,
+        settings: &ContextSettings,
+    ) -> Result<Option<Vec<DenseHit>>, String> {
+        let embedder = self
+            .config
+            .models
+            .embedding
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .map(|embedding_model| Embedder {
+                store: self.store,
+                model: self.model,
+                embedding_model,
+                cancel: self.cancel,
+            });
+        dense_ranking(embedder.as_ref(), index, request, settings).await
     }
 
     /// The worktree's index (cached under `ORCH_DATA_DIR/indexes`, brought up

@@ -11,6 +11,7 @@
 
 mod control;
 mod effects;
+mod embeddings;
 mod intake;
 mod jobs;
 mod outbox;
@@ -34,6 +35,7 @@ use crate::config::{DatabaseConfig, SqliteSynchronous};
 
 pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
 pub use effects::REPLY_RATE_WINDOW_MS;
+pub use embeddings::{decode_vector, encode_vector};
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};

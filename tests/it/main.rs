@@ -14,6 +14,7 @@ mod api;
 mod control;
 mod crash;
 mod diff_cli;
+mod embeddings;
 mod gate;
 mod github;
 mod intake;
