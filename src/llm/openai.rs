@@ -225,3 +225,43 @@ fn map_error(err: OpenAIError) -> LlmError {
         other => LlmError::BadResponse(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_openai::types::embeddings::{Embedding, EmbeddingUsage};
+
+    use super::*;
+
+    fn response(indices: &[u32]) -> CreateEmbeddingResponse {
+        CreateEmbeddingResponse {
+            object: "list".into(),
+            model: "text-embedding-3-small".into(),
+            data: indices
+                .iter()
+                .map(|&index| Embedding {
+                    index,
+                    object: "embedding".into(),
+                    embedding: vec![index as f32, 1.0],
+                })
+                .collect(),
+            usage: EmbeddingUsage {
+                prompt_tokens: 7,
+                total_tokens: 7,
+            },
+        }
+    }
+
+    #[test]
+    fn embeddings_come_back_in_input_order_one_per_input() {
+        let ok = into_embeddings(response(&[2, 0, 1]), 3).unwrap();
+        assert_eq!(ok.vectors, [vec![0.0, 1.0], vec![1.0, 1.0], vec![2.0, 1.0]]);
+        assert_eq!(ok.prompt_tokens, 7);
+        for (indices, inputs) in [(&[0, 1][..], 3), (&[0, 0, 1][..], 3), (&[0, 5][..], 2)] {
+            let err = into_embeddings(response(indices), inputs).unwrap_err();
+            assert!(matches!(err, LlmError::BadResponse(_)), "{indices:?}: {err}");
+        }
+        let mut uneven = response(&[0, 1]);
+        uneven.data[1].embedding.push(3.0);
+        assert!(into_embeddings(uneven, 2).is_err());
+    }
+}

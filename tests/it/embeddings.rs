@@ -354,6 +354,61 @@ async fn a_budget_that_cannot_pay_for_embeddings_leaves_bm25_and_sends_nothing()
     assert!(fake.requests().is_empty());
 }
 
+#[tokio::test]
+async fn the_fake_speaks_the_embeddings_wire_format_in_floats_and_base64() {
+    let fake = FakeOpenAi::start().await;
+    let client = reqwest::Client::new();
+    let ask = |format: Option<&str>| {
+        let mut body = serde_json::json!({"model": MODEL, "input": ["retry jitter", "jitter retry policy"]});
+        if let Some(f) = format {
+            body["encoding_format"] = f.into();
+        }
+        client.post(format!("{}/embeddings", fake.url)).json(&body).send()
+    };
+    let floats: Value = ask(None).await.unwrap().json().await.unwrap();
+    assert_eq!(floats["object"], "list");
+    assert_eq!(floats["model"], MODEL);
+    assert_eq!(floats["data"][1]["index"], 1);
+    assert_eq!(floats["data"][1]["object"], "embedding");
+    assert_eq!(floats["usage"]["prompt_tokens"], floats["usage"]["total_tokens"]);
+    let first: Vec<f32> = serde_json::from_value(floats["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(first.len(), crate::fake_openai::EMBEDDING_DIMS);
+    let second: Vec<f32> = serde_json::from_value(floats["data"][1]["embedding"].clone()).unwrap();
+    assert!(
+        orchestrator_context::cosine(&first, &second) > 0.7,
+        "shared words are near"
+    );
+
+    let encoded: Value = ask(Some("base64")).await.unwrap().json().await.unwrap();
+    let text = encoded["data"][0]["embedding"].as_str().unwrap();
+    assert_eq!(decode_base64_f32(text), first);
+
+    let empty = client
+        .post(format!("{}/embeddings", fake.url))
+        .json(&serde_json::json!({"model": MODEL, "input": [""]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 400, "OpenAI refuses empty inputs");
+}
+
+fn decode_base64_f32(text: &str) -> Vec<f32> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut held = 0;
+    let mut bytes = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = alphabet.iter().position(|&a| a == c).unwrap() as u32;
+        bits = (bits << 6) | v;
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            bytes.push((bits >> held) as u8);
+        }
+    }
+    orchestrator::store::decode_vector(&bytes).unwrap()
+}
+
 /// Commits `files` on `main` of the fake GitHub's bare repository.
 fn seed(bare: &Path, files: &[(&str, &str)]) {
     let work = tempfile::tempdir().unwrap();
