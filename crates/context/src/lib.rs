@@ -42,8 +42,8 @@ pub use engine::{
 };
 pub use error::ContextError;
 pub use index::{
-    CacheState, ChunkHit, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query, RankedFile, RepoIndex,
-    blob_id, file_prior,
+    CacheState, ChunkHit, FILE_CHUNKS, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query,
+    RankedFile, RepoIndex, blob_id, file_prior,
 };
 pub use secrets::{contains_secret, is_secret_path};
 pub use tokenize::{path_terms, terms};
@@ -51,7 +51,7 @@ pub use tokens::{Encoding, TokenCounter};
 pub use walk::SkipCounts;
 
 /// Ranks the files of `repo` for `query`; returns at most `top`, best first. A file scores
-/// by its best chunk. The index cache lives under `cache_dir` (never inside `repo`) and is
+/// by its best [`FILE_CHUNKS`] chunks. The index cache lives under `cache_dir` (never inside `repo`) and is
 /// reused and refreshed incrementally.
 pub fn rank_files(
     repo: &Path,
