@@ -9,6 +9,8 @@
 //! Without an embedding model nothing here runs and nothing is sent; when
 //! embedding fails the step is built on BM25 alone (`docs/adr/0006-embeddings.md`).
 
+use std::collections::HashSet;
+
 use orchestrator_context::{
     ContextRequest, ContextSettings, DenseHit, RepoIndex, TokenCounter, rank_by_similarity, retrieval_pool,
 };
@@ -86,12 +88,13 @@ impl Embedder<'_> {
         unique.sort_unstable();
         unique.dedup();
         let mut known = self.store.load_embeddings(self.embedding_model, &unique).await?;
-        let mut missing: Vec<(&str, &str)> = Vec::new();
-        for (hash, text) in hashes.iter().zip(&inputs) {
-            if !known.contains_key(hash) && !missing.iter().any(|(h, _)| h == hash) {
-                missing.push((hash, text));
-            }
-        }
+        let mut asked = HashSet::new();
+        let missing: Vec<(&str, &str)> = hashes
+            .iter()
+            .zip(&inputs)
+            .filter(|(hash, _)| !known.contains_key(*hash) && asked.insert(hash.as_str()))
+            .map(|(hash, text)| (hash.as_str(), text.as_str()))
+            .collect();
         for batch in batches(&missing) {
             let fresh = self.request(batch).await?;
             self.store
