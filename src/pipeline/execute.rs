@@ -10,13 +10,14 @@
 use std::path::Path;
 
 use orchestrator_context::{
-    BuiltContext, ContextRequest, ContextSettings, IndexOptions, RepoIndex, StepInput as ContextStep,
-    build_context,
+    BuiltContext, ContextRequest, ContextSettings, DenseHit, IndexOptions, RepoIndex,
+    StepInput as ContextStep, build_context,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::AgentError;
 use super::code::{CoderSettings, StepInput, StepOutcome, code_step};
+use super::embeddings::{Embedder, dense_ranking};
 use super::metered::MeteredModel;
 use super::plan::{Plan, PlanInput, PlanStep, PlannerSettings, plan};
 use super::sanitize::IssueSnapshot;
@@ -222,7 +223,7 @@ impl Execution<'_> {
         total: usize,
     ) -> Result<StepOutcome, ExecuteError> {
         let recalled = self.recall(number - 1).await;
-        let context = self.context_for(step, recalled)?;
+        let context = self.context_for(step, recalled).await?;
         self.record_context(number - 1, step, &context).await;
         let input = StepInput {
             policy: self.policy,
@@ -243,10 +244,10 @@ impl Execution<'_> {
         Ok(outcome?)
     }
 
-    fn context_for(&self, step: &PlanStep, recalled: Recalled) -> Result<BuiltContext, ExecuteError> {
+    async fn context_for(&self, step: &PlanStep, recalled: Recalled) -> Result<BuiltContext, ExecuteError> {
         let settings = context_settings(self.config);
         let index = self.index()?;
-        let request = ContextRequest {
+        let mut request = ContextRequest {
             model: self.config.models.coder.clone(),
             task: self.issue.render(),
             step: ContextStep {
@@ -260,7 +261,11 @@ impl Execution<'_> {
             history: recalled.history,
             ..ContextRequest::default()
         };
-        let built = build_context(&index, &request, &settings);
+        let dense = self.dense_ranking(&index, &request, &settings).await;
+        let embeddings_failed = dense.as_ref().err().cloned();
+        request.dense = dense.ok().flatten();
+        let mut built = build_context(&index, &request, &settings);
+        built.diagnostics.notes.extend(embeddings_failed);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
     }
@@ -322,6 +327,29 @@ impl Execution<'_> {
         {
             tracing::warn!(job = self.job_id, step = number, error = %err, "could not store the step's summary");
         }
+    }
+
+    /// The step's candidate pool ranked by embedding similarity, when an
+    /// embedding model is configured (see [`super::embeddings`]).
+    async fn dense_ranking(
+        &self,
+        index: &RepoIndex,
+        request: &ContextRequest,
+        settings: &ContextSettings,
+    ) -> Result<Option<Vec<DenseHit>>, String> {
+        let embedder = self
+            .config
+            .models
+            .embedding
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .map(|embedding_model| Embedder {
+                store: self.store,
+                model: self.model,
+                embedding_model,
+                cancel: self.cancel,
+            });
+        dense_ranking(embedder.as_ref(), index, request, settings).await
     }
 
     /// The worktree's index (cached under `ORCH_DATA_DIR/indexes`, brought up

@@ -12,6 +12,7 @@
 mod control;
 mod dashboard;
 mod effects;
+mod embeddings;
 mod intake;
 mod jobs;
 mod memory;
@@ -37,6 +38,7 @@ use crate::config::{DatabaseConfig, SqliteSynchronous};
 pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
 pub use dashboard::{EventRecord, InstallationRecord, JobRecord, JobRecordPage, StepRecord};
 pub use effects::REPLY_RATE_WINDOW_MS;
+pub use embeddings::{decode_vector, encode_vector};
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
 pub use memory::{

@@ -20,6 +20,7 @@ mod crash;
 mod dashboard;
 mod diff_cli;
 mod dockerfile;
+mod embeddings;
 mod gate;
 mod github;
 mod intake;

@@ -21,21 +21,21 @@ use crate::fake_github::FakeGitHub;
 use crate::fake_openai::FakeOpenAi;
 use crate::support::*;
 
-const REPO: &str = "Codertocat/Hello-World";
+pub(crate) const REPO: &str = "Codertocat/Hello-World";
 
-const PLAN: &str = r#"{"steps": [
+pub(crate) const PLAN: &str = r#"{"steps": [
   {"title": "Add the guide", "rationale": "Newcomers need it.", "acceptance": "docs/guide.md exists",
    "files": ["docs/guide.md"], "commands": []},
   {"title": "Add the changelog", "rationale": "Track releases.", "acceptance": "CHANGELOG.md exists",
    "files": ["CHANGELOG.md"], "commands": ["cat CHANGELOG.md"]}
 ]}"#;
 
-struct World {
-    app: TestApp,
-    github: FakeGitHub,
-    llm: FakeOpenAi,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) github: FakeGitHub,
+    pub(crate) llm: FakeOpenAi,
     repo: RepoRef,
-    pool: WorkerPool,
+    pub(crate) pool: WorkerPool,
     handler: Arc<GitHubJobs>,
 }
 
@@ -43,7 +43,7 @@ async fn world() -> World {
     world_with_env(&[]).await
 }
 
-async fn world_with_env(env: &[(&str, &str)]) -> World {
+pub(crate) async fn world_with_env(env: &[(&str, &str)]) -> World {
     let app = TestApp::with_env(env).await;
     let github = FakeGitHub::start().await;
     let repo = github.add_repo(REPO);
@@ -98,7 +98,7 @@ fn show(world: &World, rev: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-async fn only_job(app: &TestApp) -> Value {
+pub(crate) async fn only_job(app: &TestApp) -> Value {
     let (_, page) = app.api_get("/jobs").await;
     page["jobs"][0].clone()
 }
