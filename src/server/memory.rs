@@ -5,7 +5,9 @@
 //! Status codes: 404 for an unknown job, 422 for a field that breaks the
 //! schema (or a body that is not the expected JSON), 413 for a note or file
 //! larger than `memory.max_item_bytes`, 409 when the job's memory is at
-//! `memory.max_items` or a write would pass `memory.max_total_bytes`.
+//! `memory.max_items` or a write would pass `memory.max_total_bytes`. A body
+//! not sent as JSON (415) or over the API's body limit (413) is refused as
+//! on every other JSON route.
 
 use std::path::PathBuf;
 
@@ -81,7 +83,7 @@ pub(super) async fn add_note(
     Path(job_id): Path<String>,
     body: Result<Json<NoteInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body.map_err(|e| unprocessable("invalid_body", e.body_text()))?;
+    let Json(input) = body.map_err(ApiError::from_json_rejection)?;
     let added = memory(&state).add_note(&job_id, &input, None).await?;
     let archived = added.archived.map(|a| a.archived).unwrap_or(0);
     Ok((
@@ -105,7 +107,7 @@ pub(super) async fn put_file(
     Path(job_id): Path<String>,
     body: Result<Json<FileInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body.map_err(|e| unprocessable("invalid_body", e.body_text()))?;
+    let Json(input) = body.map_err(ApiError::from_json_rejection)?;
     let (file, created) = memory(&state).put_file(&job_id, &input).await?;
     let status = if created {
         StatusCode::CREATED
@@ -176,7 +178,7 @@ pub(super) async fn build(
     State(state): State<AppState>,
     body: Result<Json<BuildRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(request) = body.map_err(|e| unprocessable("invalid_body", e.body_text()))?;
+    let Json(request) = body.map_err(ApiError::from_json_rejection)?;
     let root = PathBuf::from(&request.path);
     if !root.is_absolute() || !root.is_dir() {
         return Err(unprocessable(

@@ -1,7 +1,8 @@
 //! `/openapi.json` describes exactly the routes the server has, and real
 //! answers fit the documented schemas (a small JSON Schema checker below:
 //! `$ref`, `type`, `required`, `properties`, `additionalProperties`, `items`,
-//! `enum`, `const`, `minimum`).
+//! `enum`, `const`, `minimum`, `oneOf`, `anyOf`), naming every field they
+//! carry.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+use orchestrator::jobs::now_millis;
+use orchestrator::store::StepContextMetrics;
 
 use crate::support::*;
 
@@ -137,7 +141,9 @@ async fn every_route_is_described() {
 
     // And the router really answers each of them (not the 404 fallback, not 405).
     for (method, path) in &described {
-        let uri = path.replace("{id}", "no-such-job");
+        let uri = path
+            .replace("{id}", "no-such-job")
+            .replace("{job_id}", "no-such-job");
         let request = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&uri)
@@ -155,7 +161,12 @@ async fn every_route_is_described() {
 
 #[tokio::test]
 async fn real_answers_fit_the_documented_schemas() {
-    let app = TestApp::new().await;
+    // Small memory limits, so that a full memory and a too large item are cheap to reach.
+    let app = TestApp::with_env(&[
+        ("ORCH_MEMORY__MAX_ITEMS", "3"),
+        ("ORCH_MEMORY__MAX_ITEM_BYTES", "200"),
+    ])
+    .await;
     let doc = served_document(&app).await;
     let bearer = format!("Bearer {API_TOKEN}");
     let authed = |method: &str, uri: &str, body: Option<Value>| {
@@ -305,6 +316,372 @@ async fn real_answers_fit_the_documented_schemas() {
         exercised.insert((method.to_string(), path.to_string()));
     }
 
+    // A job's memory and context: (operation, request, expected status, error code).
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("src")).unwrap();
+    std::fs::write(
+        repo.path().join("src/retry.rs"),
+        "/// Backoff between attempts.\npub fn backoff(attempt: u32) -> u64 {\n    100 * u64::from(attempt)\n}\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("README.md"), "# Demo\n\nA retry library.\n").unwrap();
+    let notes = format!("/memory/{task_id}/notes");
+    let files = format!("/memory/{task_id}/files");
+    let context = format!("/jobs/{task_id}/context");
+    let note = |title: &str| {
+        json!({
+            "type": "Constraint",
+            "title": title,
+            "body": "Never above 30 s.",
+            "tags": ["retry"],
+            "stepId": "step-1",
+        })
+    };
+    let file = |name: &str, content: &str| json!({"name": name, "content": content});
+    let not_json = |uri: &str| {
+        Request::post(uri)
+            .header("authorization", bearer.as_str())
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let build = json!({
+        "path": repo.path(),
+        "task": "Cap the retry backoff",
+        "step": {"title": "Cap backoff in retry.rs", "rationale": "Unbounded waits", "files": ["src/retry.rs"]},
+        "job_id": task_id,
+    });
+    let with = |field: &str, value: Value| {
+        let mut body = build.clone();
+        body[field] = value;
+        Some(body)
+    };
+    let big = file("big", &"x".repeat(orchestrator::server::API_MAX_BODY_BYTES)).to_string();
+    let over_api_limit = Request::post(files.as_str())
+        .header("authorization", bearer.as_str())
+        .header("content-type", "application/json")
+        .header("content-length", big.len())
+        .body(Body::from(big))
+        .unwrap();
+    let ok = "";
+    let memory_cases: Vec<(&str, &str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "get",
+            "/memory/{job_id}/notes",
+            authed("GET", &notes, None),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed("POST", &notes, Some(note("Backoff is capped"))),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed(
+                "POST",
+                &notes,
+                Some(json!({"type": "Todo", "title": "Bare", "body": "b", "stepId": null})),
+            ),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed(
+                "POST",
+                &notes,
+                Some(json!({"type": "Opinion", "title": "x", "body": "y"})),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed(
+                "POST",
+                &notes,
+                Some(json!({"type": "Todo", "title": "x", "body": "y", "colour": "red"})),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed(
+                "POST",
+                &notes,
+                Some(json!({"type": "Todo", "title": "big", "body": "b".repeat(200)})),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "item_too_large",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            not_json(&notes),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed("POST", "/memory/nope/notes", Some(note("x"))),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed("POST", &notes, Some(note("Third"))),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/notes",
+            authed("POST", &notes, Some(note("Fourth"))),
+            StatusCode::CONFLICT,
+            "memory_full",
+        ),
+        (
+            "get",
+            "/memory/{job_id}/notes",
+            authed("GET", &notes, None),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "get",
+            "/memory/{job_id}/notes",
+            authed("GET", "/memory/nope/notes", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "get",
+            "/memory/{job_id}/notes",
+            Request::get(notes.as_str()).body(Body::empty()).unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "get",
+            "/memory/{job_id}/files",
+            authed("GET", &files, None),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("plan.md", "# Plan"))),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("plan.md", "# Plan v2"))),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("", "x"))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(json!({"name": "n"}))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("big", &"x".repeat(201)))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "item_too_large",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            over_api_limit,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            not_json(&files),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", "/memory/nope/files", Some(file("a", "b"))),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("b.md", "b"))),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("c.md", "c"))),
+            StatusCode::CREATED,
+            ok,
+        ),
+        (
+            "post",
+            "/memory/{job_id}/files",
+            authed("POST", &files, Some(file("d.md", "d"))),
+            StatusCode::CONFLICT,
+            "memory_full",
+        ),
+        (
+            "get",
+            "/memory/{job_id}/files",
+            authed("GET", &files, None),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "get",
+            "/memory/{job_id}/files",
+            authed("GET", "/memory/nope/files", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "get",
+            "/jobs/{id}/context",
+            authed("GET", &context, None),
+            StatusCode::OK,
+            ok,
+        ),
+        (
+            "get",
+            "/jobs/{id}/context",
+            authed("GET", "/jobs/nope/context", None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "post",
+            "/context/build",
+            authed("POST", "/context/build", with("job_id", "nope".into())),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "post",
+            "/context/build",
+            authed("POST", "/context/build", with("path", "relative/checkout".into())),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_path",
+        ),
+        (
+            "post",
+            "/context/build",
+            authed("POST", "/context/build", with("task", " ".into())),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_task",
+        ),
+        (
+            "post",
+            "/context/build",
+            authed("POST", "/context/build", with("step", json!({"title": ""}))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_step",
+        ),
+        (
+            "post",
+            "/context/build",
+            authed("POST", "/context/build", with("budget", json!(3))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "post",
+            "/context/build",
+            not_json("/context/build"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "post",
+            "/context/build",
+            Request::post("/context/build")
+                .header("content-type", "application/json")
+                .body(Body::from(build.to_string()))
+                .unwrap(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+    ];
+    for (method, path, request, expected, code) in memory_cases {
+        let label = format!("{} {}", request.method(), request.uri());
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, expected, "{label}: {body}");
+        if !code.is_empty() {
+            assert_eq!(body["error"]["code"], code, "{label}: {body}");
+        }
+        check_answer(&doc, method, path, status, &body, &label);
+        exercised.insert((method.to_string(), path.to_string()));
+    }
+
+    // A real build, with the job's notes offered; its diagnostics, stored as the
+    // pipeline stores a step's, are what `GET /jobs/{id}/context` serves.
+    let (status, built) = app
+        .send(authed("POST", "/context/build", Some(build.clone())))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{built}");
+    check_answer(&doc, "post", "/context/build", status, &built, "build");
+    let candidates = built["diagnostics"]["candidates"].as_array().unwrap();
+    for source in ["task", "step", "file", "memory"] {
+        assert!(
+            candidates.iter().any(|c| c["source"] == source),
+            "no {source} candidate: {candidates:?}"
+        );
+    }
+    let diagnostics = [built["diagnostics"].to_string(), "null".to_string()];
+    for (position, diagnostics) in diagnostics.into_iter().enumerate() {
+        let metrics = StepContextMetrics {
+            position: position as i64,
+            step_title: format!("step {position}"),
+            model: "gpt-4.1".into(),
+            context_tokens: 100,
+            prompt_tokens: 120,
+            candidates: 4,
+            kept: 3,
+            diagnostics,
+            created_at: now_millis(),
+        };
+        app.store.save_context_metrics(&task_id, &metrics).await.unwrap();
+    }
+    let (status, served) = app.api_get(&context).await;
+    assert_eq!(status, StatusCode::OK, "{served}");
+    check_answer(&doc, "get", "/jobs/{id}/context", status, &served, "context");
+    assert_eq!(served["steps"][0]["diagnostics"], built["diagnostics"]);
+    assert_eq!(served["steps"][1]["diagnostics"], Value::Null);
+
     // Once a worker has stopped it, the cancelled task can be retried.
     let pool = app.pool().await;
     sqlx::query("UPDATE jobs SET status = 'cancelled' WHERE id = $1")
@@ -342,6 +719,19 @@ async fn real_answers_fit_the_documented_schemas() {
     );
 }
 
+/// For other modules' real answers: the status is documented for the
+/// operation and the body fits the served document.
+pub(crate) async fn assert_documented(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    body: &Value,
+) {
+    let doc = served_document(app).await;
+    check_answer(&doc, method, path, status, body, &format!("{method} {path}"));
+}
+
 /// The answer's status is documented for the operation and its body fits the schema.
 fn check_answer(doc: &Value, method: &str, path: &str, status: StatusCode, body: &Value, label: &str) {
     let operation = &doc["paths"][path][method];
@@ -353,7 +743,7 @@ fn check_answer(doc: &Value, method: &str, path: &str, status: StatusCode, body:
     );
     let schema = &response["content"]["application/json"]["schema"];
     assert!(schema.is_object(), "{label}: no JSON schema for {status}");
-    if let Err(problem) = validate(doc, schema, body, "$") {
+    if let Err(problem) = validate(doc, schema, body, "$", Fields::Documented) {
         panic!("{label}: the answer does not fit the schema: {problem}\n{body}");
     }
 }
@@ -370,8 +760,33 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
     }
 }
 
-fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+/// Whether an object may carry a field its schema's `properties` do not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    /// As JSON Schema says: unless `additionalProperties` is false.
+    AsSchema,
+    /// Never: the document must name every field the server sends.
+    Documented,
+}
+
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, fields: Fields) -> Result<(), String> {
     let schema = resolve(doc, schema);
+    if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
+        let fitting = branches
+            .iter()
+            .filter(|branch| validate(doc, branch, value, at, fields).is_ok())
+            .count();
+        if fitting != 1 {
+            return Err(format!("{at}: {value} fits {fitting} branches of oneOf, not one"));
+        }
+    }
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array)
+        && !branches
+            .iter()
+            .any(|branch| validate(doc, branch, value, at, fields).is_ok())
+    {
+        return Err(format!("{at}: {value} fits no branch of anyOf"));
+    }
     if let Some(types) = schema.get("type") {
         let allowed: Vec<&str> = match types {
             Value::String(t) => vec![t.as_str()],
@@ -422,9 +837,12 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
         let properties = schema.get("properties").and_then(Value::as_object);
         for (name, v) in object {
             match properties.and_then(|p| p.get(name)) {
-                Some(sub) => validate(doc, sub, v, &format!("{at}.{name}"))?,
+                Some(sub) => validate(doc, sub, v, &format!("{at}.{name}"), fields)?,
                 None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
                     return Err(format!("{at}: `{name}` is not allowed"));
+                }
+                None if fields == Fields::Documented && properties.is_some() => {
+                    return Err(format!("{at}: `{name}` is not documented"));
                 }
                 None => {}
             }
@@ -432,7 +850,7 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     }
     if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
         for (i, item) in array.iter().enumerate() {
-            validate(doc, items, item, &format!("{at}[{i}]"))?;
+            validate(doc, items, item, &format!("{at}[{i}]"), fields)?;
         }
     }
     Ok(())
@@ -441,24 +859,36 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
 #[test]
 fn the_checker_refuses_what_does_not_fit() {
     let doc: Value = serde_json::from_str(orchestrator::server::openapi::SOURCE).unwrap();
+    let fits = |schema: &Value, value: Value| validate(&doc, schema, &value, "$", Fields::AsSchema).is_ok();
     let error = json!({"$ref": "#/components/schemas/Error"});
-    assert!(
-        validate(
-            &doc,
-            &error,
-            &json!({"error": {"code": "x", "message": "y"}}),
-            "$"
-        )
-        .is_ok()
-    );
-    assert!(validate(&doc, &error, &json!({"error": {"code": "x"}}), "$").is_err());
-    assert!(validate(&doc, &error, &json!({"error": {"code": 1, "message": "y"}}), "$").is_err());
+    assert!(fits(&error, json!({"error": {"code": "x", "message": "y"}})));
+    assert!(!fits(&error, json!({"error": {"code": "x"}})));
+    assert!(!fits(&error, json!({"error": {"code": 1, "message": "y"}})));
     let job = json!({"$ref": "#/components/schemas/Job"});
-    assert!(validate(&doc, &job, &json!({"id": "x"}), "$").is_err());
+    assert!(!fits(&job, json!({"id": "x"})));
     let status = json!({"$ref": "#/components/schemas/JobStatus"});
-    assert!(validate(&doc, &status, &json!("queued"), "$").is_ok());
-    assert!(validate(&doc, &status, &json!("sleeping"), "$").is_err());
+    assert!(fits(&status, json!("queued")));
+    assert!(!fits(&status, json!("sleeping")));
     let nullable = json!({"type": ["string", "null"]});
-    assert!(validate(&doc, &nullable, &Value::Null, "$").is_ok());
-    assert!(validate(&doc, &nullable, &json!(3), "$").is_err());
+    assert!(fits(&nullable, Value::Null));
+    assert!(!fits(&nullable, json!(3)));
+
+    let one_of = json!({"oneOf": [{"type": "integer"}, {"type": "number"}]});
+    assert!(fits(&one_of, json!(1.5)));
+    assert!(!fits(&one_of, json!(1)), "fits both branches");
+    assert!(!fits(&one_of, json!("1")), "fits neither");
+    let any_of = json!({"anyOf": [{"type": "integer"}, {"type": "number"}]});
+    assert!(fits(&any_of, json!(1)));
+    assert!(!fits(&any_of, json!("1")));
+    let nullable_ref = json!({"oneOf": [{"$ref": "#/components/schemas/Error"}, {"type": "null"}]});
+    assert!(fits(&nullable_ref, Value::Null));
+    assert!(!fits(&nullable_ref, json!({"error": {}})));
+
+    let limits = json!({"$ref": "#/components/schemas/MemoryLimits"});
+    let extra = json!({"max_items": 1, "max_item_bytes": 2, "max_total_bytes": 3, "max_files": 4});
+    assert!(fits(&limits, extra.clone()), "JSON Schema allows more fields");
+    let problem = validate(&doc, &limits, &extra, "$", Fields::Documented).unwrap_err();
+    assert!(problem.contains("`max_files` is not documented"), "{problem}");
+    let closed = json!({"$ref": "#/components/schemas/FileRequest"});
+    assert!(!fits(&closed, json!({"name": "a", "content": "b", "mode": 1})));
 }

@@ -198,7 +198,8 @@ async fn a_labelled_issue_becomes_one_pull_request() {
     );
     assert_eq!(w.app.count("SELECT COUNT(*) FROM context_metrics").await, 2);
     assert_eq!(w.app.count("SELECT COUNT(*) FROM message_summaries").await, 2);
-    let (_, context) = w.app.api_get(&format!("/jobs/{id}/context")).await;
+    let (status, context) = w.app.api_get(&format!("/jobs/{id}/context")).await;
+    crate::openapi::assert_documented(&w.app, "get", "/jobs/{id}/context", status, &context).await;
     let steps = context["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{context}");
     assert_eq!(steps[1]["title"], "Add the changelog");
