@@ -12,11 +12,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 # ca-certificates: TLS to GitHub and the LLM endpoint; git: repository
-# operations; curl: the health check.
+# operations; curl: the health check. data/ exists in the image, owned by the
+# runtime user, so a fresh named volume mounted there is writable too.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /app --create-home orchestrator
+    && useradd --system --uid 10001 --home-dir /app --create-home orchestrator \
+    && mkdir -p /app/data \
+    && chown orchestrator:orchestrator /app/data
 COPY --from=build /orchestrator /usr/local/bin/orchestrator
 WORKDIR /app
 USER orchestrator

@@ -69,6 +69,8 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub api: ApiConfig,
+    pub dashboard: DashboardConfig,
 }
 
 /// The GitHub App's identity and webhook settings.
@@ -190,6 +192,25 @@ pub struct DatabaseConfig {
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
+/// Request rate limits of the JSON API and the dashboard login, per client
+/// (GCRA: `burst` requests at once, refilled at `rate_per_minute`). The
+/// webhook is never limited: GitHub does not retry a refused delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Sustained JSON API requests per minute per client address (and per
+    /// bearer token); 0 turns the limit off.
+    pub rate_per_minute: u32,
+    /// JSON API requests a client may send at once before the rate applies.
+    pub burst: u32,
+    /// Login attempts per minute per client address; 0 turns the limit off.
+    pub login_rate_per_minute: u32,
+    pub login_burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one
+    /// the reverse proxy in front appended). Only behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SqliteSynchronous {
@@ -210,6 +231,26 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `orchestrator=debug`; `RUST_LOG` wins.
     pub level: String,
+}
+
+/// The web dashboard's session cookie.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// When the session cookie carries `Secure`.
+    pub secure_cookie: SecureCookie,
+    /// How long a dashboard login lasts, in hours.
+    pub session_hours: u32,
+}
+
+/// `auto`: `Secure` when the login request came over HTTPS (a reverse proxy's
+/// `X-Forwarded-Proto: https` or `Forwarded: proto=https`); `always`; `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    Auto,
+    Always,
+    Never,
 }
 
 /// The built-in defaults, as TOML so they read like the example file.
@@ -277,6 +318,17 @@ sqlite_synchronous = "normal"
 [log]
 format = "human"
 level = "info"
+
+[api]
+rate_per_minute = 600
+burst = 100
+login_rate_per_minute = 10
+login_burst = 5
+trust_forwarded_for = false
+
+[dashboard]
+secure_cookie = "auto"
+session_hours = 12
 "#;
 
 /// Why configuration could not be loaded; the message names the setting.
@@ -445,6 +497,14 @@ impl Config {
         }
         if self.github.private_key.is_some() && self.github.private_key_path.is_some() {
             return invalid("set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, not both".into());
+        }
+        if self.dashboard.session_hours == 0 || self.dashboard.session_hours > 24 * 30 {
+            return invalid("dashboard.session_hours must be 1..=720".into());
+        }
+        if (self.api.rate_per_minute > 0 && self.api.burst == 0)
+            || (self.api.login_rate_per_minute > 0 && self.api.login_burst == 0)
+        {
+            return invalid("api.burst and api.login_burst must be at least 1 when their rate is set".into());
         }
         let d = &self.database;
         if d.max_connections == 0 {
@@ -693,6 +753,21 @@ mod redacted {
         };
         out.kv("format", q(format));
         out.kv("level", q(&c.log.level));
+        let a = &c.api;
+        out.section("api");
+        out.kv("rate_per_minute", a.rate_per_minute.to_string());
+        out.kv("burst", a.burst.to_string());
+        out.kv("login_rate_per_minute", a.login_rate_per_minute.to_string());
+        out.kv("login_burst", a.login_burst.to_string());
+        out.kv("trust_forwarded_for", a.trust_forwarded_for.to_string());
+        out.section("dashboard");
+        let secure = match c.dashboard.secure_cookie {
+            SecureCookie::Auto => "auto",
+            SecureCookie::Always => "always",
+            SecureCookie::Never => "never",
+        };
+        out.kv("secure_cookie", q(secure));
+        out.kv("session_hours", c.dashboard.session_hours.to_string());
         out.0
     }
 

@@ -3,6 +3,7 @@
 mod context;
 mod diff;
 mod run;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         task: String,
     },
+    /// Register the GitHub App from app-manifest.yml (GitHub's manifest flow) and
+    /// write its id, webhook secret and private key into .env and a key file.
+    Setup(setup::SetupArgs),
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -113,6 +117,8 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => with_config(&cli.config, |c| config_check(&c)),
+        // Setup comes before any configuration exists.
+        Command::Setup(args) => setup::run(args),
         Command::Serve => with_config(&cli.config, |c| run_async(c, serve)),
         Command::Migrate => with_config(&cli.config, |c| run_async(c, migrate)),
         Command::Run { repo, task } => with_config(&cli.config, |c| run_local(c, repo, task)),

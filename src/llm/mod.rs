@@ -1,8 +1,9 @@
 //! The LLM layer: one narrow trait, one implementation over any
 //! OpenAI-compatible endpoint, and the budget gate that every call passes.
 //!
-//! The trait is deliberately small (one chat call) so pipeline stages can be
-//! tested with a scripted model, while the production implementation
+//! The trait is deliberately small (a chat call, and an embeddings call for
+//! the optional dense retrieval) so pipeline stages can be tested with a
+//! scripted model, while the production implementation
 //! ([`openai::OpenAiModel`]) speaks the real wire protocol through
 //! async-openai with our own transport ([`transport`]): timeouts, bounded
 //! retries on 429/5xx/timeouts with jittered backoff that honours
@@ -103,13 +104,47 @@ pub enum LlmError {
     Cancelled,
 }
 
+/// One embeddings request: many inputs, one vector each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub inputs: Vec<String>,
+}
+
+/// The vectors of an [`EmbeddingRequest`], in the order of its inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingResponse {
+    pub vectors: Vec<Vec<f32>>,
+    /// The model name the endpoint answered with.
+    pub model: String,
+    /// Embeddings are priced on their input only.
+    pub prompt_tokens: u64,
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A chat model. Implementations must stop promptly when `cancel` fires.
+/// A chat model, and optionally an embeddings endpoint next to it.
+/// Implementations must stop promptly when `cancel` fires.
 pub trait LanguageModel: Send + Sync {
     fn chat<'a>(
         &'a self,
         request: &'a ChatRequest,
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
+
+    /// Embeds `request.inputs`. A client without an embeddings endpoint
+    /// refuses, and callers fall back to ranking without vectors.
+    fn embed<'a>(
+        &'a self,
+        request: &'a EmbeddingRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<EmbeddingResponse, LlmError>> {
+        let _ = (request, cancel);
+        Box::pin(async {
+            Err(LlmError::BadRequest {
+                status: 0,
+                message: "this model client has no embeddings endpoint".into(),
+            })
+        })
+    }
 }

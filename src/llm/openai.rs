@@ -8,11 +8,15 @@ use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
     ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs, CreateChatCompletionResponse,
 };
+use async_openai::types::embeddings::{CreateEmbeddingRequestArgs, CreateEmbeddingResponse, EmbeddingInput};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::transport::{RetryPolicy, RetryingTransport};
-use super::{BoxFuture, ChatRequest, ChatResponse, LanguageModel, LlmError, Role, Usage};
+use super::{
+    BoxFuture, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, LanguageModel, LlmError, Role,
+    Usage,
+};
 
 /// Which field carries the answer's token limit. OpenAI's current models want
 /// `max_completion_tokens`; many compatible servers only read `max_tokens`.
@@ -97,6 +101,21 @@ impl OpenAiModel {
         let response = self.client.chat().create(body).await.map_err(map_error)?;
         into_response(response)
     }
+
+    /// Vectors as JSON floats (the default `encoding_format`): every
+    /// OpenAI-compatible server speaks it, base64 is optional among them.
+    async fn call_embeddings(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, LlmError> {
+        let body = CreateEmbeddingRequestArgs::default()
+            .model(&request.model)
+            .input(EmbeddingInput::StringArray(request.inputs.clone()))
+            .build()
+            .map_err(|e| LlmError::BadRequest {
+                status: 0,
+                message: e.to_string(),
+            })?;
+        let response = self.client.embeddings().create(body).await.map_err(map_error)?;
+        into_embeddings(response, request.inputs.len())
+    }
 }
 
 impl LanguageModel for OpenAiModel {
@@ -112,6 +131,52 @@ impl LanguageModel for OpenAiModel {
             }
         })
     }
+
+    fn embed<'a>(
+        &'a self,
+        request: &'a EmbeddingRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<EmbeddingResponse, LlmError>> {
+        Box::pin(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => Err(LlmError::Cancelled),
+                result = self.call_embeddings(request) => result,
+            }
+        })
+    }
+}
+
+/// Puts the vectors back in input order (the wire gives each its `index`)
+/// and checks there is exactly one per input, all of one length.
+fn into_embeddings(response: CreateEmbeddingResponse, inputs: usize) -> Result<EmbeddingResponse, LlmError> {
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs];
+    for item in response.data {
+        let slot = usize::try_from(item.index)
+            .ok()
+            .and_then(|i| vectors.get_mut(i))
+            .ok_or_else(|| LlmError::BadResponse(format!("embedding index {} out of range", item.index)))?;
+        if slot.replace(item.embedding).is_some() {
+            return Err(LlmError::BadResponse(format!(
+                "embedding index {} given twice",
+                item.index
+            )));
+        }
+    }
+    let vectors: Vec<Vec<f32>> = vectors
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| LlmError::BadResponse(format!("fewer embeddings than the {inputs} inputs")))?;
+    let dims = vectors.first().map_or(0, Vec::len);
+    if vectors.iter().any(|v| v.len() != dims || v.is_empty()) {
+        return Err(LlmError::BadResponse(
+            "embeddings of different or zero lengths".into(),
+        ));
+    }
+    Ok(EmbeddingResponse {
+        vectors,
+        model: response.model,
+        prompt_tokens: u64::from(response.usage.prompt_tokens),
+    })
 }
 
 fn into_response(response: CreateChatCompletionResponse) -> Result<ChatResponse, LlmError> {
@@ -158,5 +223,45 @@ fn map_error(err: OpenAIError) -> LlmError {
         OpenAIError::Reqwest(e) => LlmError::Network(e.without_url().to_string()),
         OpenAIError::JSONDeserialize(e, _) => LlmError::BadResponse(e.to_string()),
         other => LlmError::BadResponse(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_openai::types::embeddings::{Embedding, EmbeddingUsage};
+
+    use super::*;
+
+    fn response(indices: &[u32]) -> CreateEmbeddingResponse {
+        CreateEmbeddingResponse {
+            object: "list".into(),
+            model: "text-embedding-3-small".into(),
+            data: indices
+                .iter()
+                .map(|&index| Embedding {
+                    index,
+                    object: "embedding".into(),
+                    embedding: vec![index as f32, 1.0],
+                })
+                .collect(),
+            usage: EmbeddingUsage {
+                prompt_tokens: 7,
+                total_tokens: 7,
+            },
+        }
+    }
+
+    #[test]
+    fn embeddings_come_back_in_input_order_one_per_input() {
+        let ok = into_embeddings(response(&[2, 0, 1]), 3).unwrap();
+        assert_eq!(ok.vectors, [vec![0.0, 1.0], vec![1.0, 1.0], vec![2.0, 1.0]]);
+        assert_eq!(ok.prompt_tokens, 7);
+        for (indices, inputs) in [(&[0, 1][..], 3), (&[0, 0, 1][..], 3), (&[0, 5][..], 2)] {
+            let err = into_embeddings(response(indices), inputs).unwrap_err();
+            assert!(matches!(err, LlmError::BadResponse(_)), "{indices:?}: {err}");
+        }
+        let mut uneven = response(&[0, 1]);
+        uneven.data[1].embedding.push(3.0);
+        assert!(into_embeddings(uneven, 2).is_err());
     }
 }

@@ -10,21 +10,23 @@
 use std::path::Path;
 
 use orchestrator_context::{
-    BuiltContext, ContextRequest, ContextSettings, IndexOptions, RepoIndex, StepInput as ContextStep,
-    build_context,
+    BuiltContext, ContextRequest, ContextSettings, DenseHit, IndexOptions, RepoIndex,
+    StepInput as ContextStep, build_context,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::AgentError;
 use super::code::{CoderSettings, StepInput, StepOutcome, code_step};
+use super::embeddings::{Embedder, dense_ranking};
 use super::metered::MeteredModel;
 use super::plan::{Plan, PlanInput, PlanStep, PlannerSettings, plan};
 use super::sanitize::IssueSnapshot;
 use crate::agents::AgentsPolicy;
 use crate::config::Config;
-use crate::jobs::now_millis;
+use crate::jobs::{JobStatus, now_millis};
 use crate::llm::BoxFuture;
-use crate::store::{JobUsage, Store, StoreError};
+use crate::memory::{self, Memory, Recalled};
+use crate::store::{JobUsage, StepContextMetrics, Store, StoreError};
 use crate::workspace::{CommitIdentity, CommitSha, Workspace, WorkspaceError};
 
 /// Why running the plan stopped.
@@ -103,7 +105,13 @@ pub struct Executed {
 impl Execution<'_> {
     /// Plans (or reloads the plan) and runs every step not yet done.
     pub async fn run(&self, observer: &dyn StepObserver) -> Result<Executed, ExecuteError> {
+        self.store
+            .advance_status(self.job_id, JobStatus::Planning, now_millis())
+            .await?;
         let (plan, resumed) = self.plan_or_resume().await?;
+        self.store
+            .advance_status(self.job_id, JobStatus::Running, now_millis())
+            .await?;
         observer.planned(&plan, resumed);
         let done = self.completed_steps().await?;
         let mut commits = Vec::new();
@@ -153,6 +161,7 @@ impl Execution<'_> {
             self.store
                 .set_step(self.job_id, index, status, None, sha, now_millis())
                 .await?;
+            self.remember_step(index, step, &files, sha).await;
             observer.step_finished(number, step, commit.as_ref(), &files);
         }
         let files_changed = self.workspace.changed_files_since_base().await?;
@@ -213,7 +222,9 @@ impl Execution<'_> {
         number: usize,
         total: usize,
     ) -> Result<StepOutcome, ExecuteError> {
-        let context = self.context_for(step)?;
+        let recalled = self.recall(number - 1).await;
+        let context = self.context_for(step, recalled).await?;
+        self.record_context(number - 1, step, &context).await;
         let input = StepInput {
             policy: self.policy,
             repo_agents_md: None,
@@ -233,10 +244,10 @@ impl Execution<'_> {
         Ok(outcome?)
     }
 
-    fn context_for(&self, step: &PlanStep) -> Result<BuiltContext, ExecuteError> {
+    async fn context_for(&self, step: &PlanStep, recalled: Recalled) -> Result<BuiltContext, ExecuteError> {
         let settings = context_settings(self.config);
         let index = self.index()?;
-        let request = ContextRequest {
+        let mut request = ContextRequest {
             model: self.config.models.coder.clone(),
             task: self.issue.render(),
             step: ContextStep {
@@ -246,11 +257,99 @@ impl Execution<'_> {
                 files: step.files.clone(),
             },
             artifacts_dir: Some(self.config.data_dir.join("artifacts").join(self.job_id)),
+            memory: recalled.memory,
+            history: recalled.history,
             ..ContextRequest::default()
         };
-        let built = build_context(&index, &request, &settings);
+        let dense = self.dense_ranking(&index, &request, &settings).await;
+        let embeddings_failed = dense.as_ref().err().cloned();
+        request.dense = dense.ok().flatten();
+        let mut built = build_context(&index, &request, &settings);
+        built.diagnostics.notes.extend(embeddings_failed);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
+    }
+
+    /// The job's notes and the summaries of the steps before `index`; a
+    /// failure to read them costs the step that context, not the job.
+    async fn recall(&self, index: usize) -> Recalled {
+        memory::recall(self.store, self.job_id, Some(index))
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(job = self.job_id, error = %err, "could not read the job's memory");
+                Recalled::default()
+            })
+    }
+
+    /// Stores the step's context diagnostics (`GET /jobs/{id}/context`).
+    async fn record_context(&self, index: usize, step: &PlanStep, built: &BuiltContext) {
+        let d = &built.diagnostics;
+        let metrics = StepContextMetrics {
+            position: i64::try_from(index).unwrap_or(i64::MAX),
+            step_title: step.title.clone(),
+            model: d.model.clone(),
+            context_tokens: i64::try_from(d.context_tokens).unwrap_or(i64::MAX),
+            prompt_tokens: i64::try_from(d.prompt_tokens).unwrap_or(i64::MAX),
+            candidates: i64::try_from(d.candidates.len()).unwrap_or(i64::MAX),
+            kept: i64::try_from(
+                d.candidates
+                    .iter()
+                    .filter(|c| c.decision != orchestrator_context::Decision::Dropped)
+                    .count(),
+            )
+            .unwrap_or(i64::MAX),
+            diagnostics: serde_json::to_string(d).unwrap_or_else(|_| "null".into()),
+            created_at: now_millis(),
+        };
+        if let Err(err) = self.store.save_context_metrics(self.job_id, &metrics).await {
+            tracing::warn!(job = self.job_id, error = %err, "could not store the context diagnostics");
+        }
+    }
+
+    /// The memory of a completed step: a `Decision` note (through the
+    /// validated path, so limits and the archivist apply) and a summary
+    /// offered to later steps as history. Both are written once per step,
+    /// however often a resumed job gets here.
+    async fn remember_step(&self, index: usize, step: &PlanStep, files: &[String], commit: Option<&str>) {
+        let number = index + 1;
+        let memory = Memory::new(self.store.clone(), self.config);
+        let max_bytes = u64::from(self.config.memory.max_item_bytes);
+        let note = memory::step_note(number, &step.title, &step.rationale, files, max_bytes);
+        let key = format!("step:{number}");
+        if let Err(err) = memory.add_note(self.job_id, &note, Some(&key)).await {
+            tracing::warn!(job = self.job_id, step = number, error = %err, "could not store the step's note");
+        }
+        let summary = step_summary(number, &step.title, files, commit);
+        if let Err(err) = self
+            .store
+            .save_step_summary(self.job_id, index, &summary, now_millis())
+            .await
+        {
+            tracing::warn!(job = self.job_id, step = number, error = %err, "could not store the step's summary");
+        }
+    }
+
+    /// The step's candidate pool ranked by embedding similarity, when an
+    /// embedding model is configured (see [`super::embeddings`]).
+    async fn dense_ranking(
+        &self,
+        index: &RepoIndex,
+        request: &ContextRequest,
+        settings: &ContextSettings,
+    ) -> Result<Option<Vec<DenseHit>>, String> {
+        let embedder = self
+            .config
+            .models
+            .embedding
+            .as_deref()
+            .filter(|m| !m.trim().is_empty())
+            .map(|embedding_model| Embedder {
+                store: self.store,
+                model: self.model,
+                embedding_model,
+                cancel: self.cancel,
+            });
+        dense_ranking(embedder.as_ref(), index, request, settings).await
     }
 
     /// The worktree's index (cached under `ORCH_DATA_DIR/indexes`, brought up
@@ -284,6 +383,20 @@ impl Execution<'_> {
         self.store.save_usage(self.job_id, &usage, now_millis()).await?;
         Ok(())
     }
+}
+
+/// One line on what a step did, for later steps' history.
+fn step_summary(number: usize, title: &str, files: &[String], commit: Option<&str>) -> String {
+    let outcome = match commit {
+        Some(sha) => format!("committed {}", &sha[..sha.len().min(12)]),
+        None => "made no change".to_string(),
+    };
+    let files = if files.is_empty() {
+        String::new()
+    } else {
+        format!("; files: {}", files.join(", "))
+    };
+    format!("Step {number} \"{title}\": {outcome}{files}")
 }
 
 /// The context engine's settings from the configuration.

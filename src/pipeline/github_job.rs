@@ -447,6 +447,13 @@ impl GitHubJobs {
         if job.dry_run == 1 || done.commits.is_empty() || self.direct_push() {
             return JobEnd::Succeeded;
         }
+        if let Err(err) = self
+            .store
+            .advance_status(&job.id, JobStatus::Publishing, now_millis())
+            .await
+        {
+            tracing::warn!(error = %err, "could not record the publishing phase");
+        }
         let issue_number = job.issue_number.and_then(|n| u64::try_from(n).ok());
         if let Some(number) = issue_number {
             match client.issue(repo, number).await {

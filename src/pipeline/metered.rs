@@ -7,6 +7,10 @@
 //! estimate from the text's length until the context engine's BPE counter is
 //! wired in. The real cost uses the endpoint's usage numbers, priced by the
 //! model name we asked for (DESIGN §3).
+//!
+//! Embedding calls pass the same gate and count as requests; they are priced
+//! on their input only, add to the job's cost, and stay out of `tokens_in` /
+//! `tokens_out`, which count chat completions (DESIGN §5).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::AgentError;
 use crate::llm::budget::{self, Limits, Spent};
-use crate::llm::{ChatMessage, ChatRequest, ChatResponse, LanguageModel};
+use crate::llm::{
+    ChatMessage, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, LanguageModel,
+};
 use crate::pricing::Pricing;
 
 /// Usage of one model within a job.
@@ -90,6 +96,11 @@ pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> u64 {
         .iter()
         .map(|m| (m.content.len() as u64).div_ceil(3) + 4)
         .sum()
+}
+
+/// The same upper-bound estimate for embedding inputs (no chat framing).
+pub fn estimate_input_tokens(inputs: &[String]) -> u64 {
+    inputs.iter().map(|t| (t.len() as u64).div_ceil(3)).sum()
 }
 
 /// The mutable side of a [`MeteredModel`].
@@ -172,6 +183,26 @@ impl<'a> MeteredModel<'a> {
         Ok(response)
     }
 
+    /// Gate, embed, record, like [`MeteredModel::chat`]: the worst case is
+    /// the inputs' estimated tokens at the model's input price.
+    pub async fn embed(
+        &self,
+        request: &EmbeddingRequest,
+        cancel: &CancellationToken,
+    ) -> Result<EmbeddingResponse, AgentError> {
+        if cancel.is_cancelled() {
+            return Err(AgentError::Cancelled);
+        }
+        let tokens = estimate_input_tokens(&request.inputs);
+        let worst = budget::worst_case_usd(self.pricing, &request.model, tokens, 0);
+        let reservation = self.reserve_usd(worst)?;
+        let response = self.model.embed(request, cancel).await;
+        drop(reservation);
+        let response = response?;
+        self.record_embeddings(&request.model, &response);
+        Ok(response)
+    }
+
     /// Checks the budgets with this call's worst case and, under the same
     /// lock, counts the request and reserves the worst case until the call
     /// ends (the guard releases it, also when the call's future is dropped).
@@ -183,6 +214,10 @@ impl<'a> MeteredModel<'a> {
             prompt,
             request.max_completion_tokens,
         );
+        self.reserve_usd(worst)
+    }
+
+    fn reserve_usd(&self, worst: f64) -> Result<Reservation<'_, 'a>, AgentError> {
         let mut ledger = self.lock();
         let spent = Spent {
             usd: ledger.meter.usd + ledger.reserved_usd,
@@ -219,6 +254,26 @@ impl<'a> MeteredModel<'a> {
             answered_model: response.model.clone(),
             tokens_in: usage.prompt_tokens,
             tokens_out: usage.completion_tokens,
+            usd,
+        });
+    }
+
+    /// Cost and request only: the embedding's tokens are in its per-model
+    /// line and its call record, not in the job's chat token totals.
+    fn record_embeddings(&self, model: &str, response: &EmbeddingResponse) {
+        let tokens = response.prompt_tokens;
+        let usd = self.pricing.cost(model, tokens, 0);
+        let mut ledger = self.lock();
+        ledger.meter.usd += usd;
+        let m = ledger.meter.per_model.entry(model.to_string()).or_default();
+        m.requests += 1;
+        m.tokens_in += tokens;
+        m.usd += usd;
+        ledger.calls.push(CallRecord {
+            model: model.to_string(),
+            answered_model: response.model.clone(),
+            tokens_in: tokens,
+            tokens_out: 0,
             usd,
         });
     }
@@ -377,6 +432,100 @@ mod tests {
         assert_eq!(m.reserve(&r).err().map(|e| e.code()), Some("budget_usd"));
         drop(held);
         assert!(m.reserve(&r).is_ok(), "released when the call ends");
+    }
+
+    fn embedding(model: &str, inputs: &[&str]) -> EmbeddingRequest {
+        EmbeddingRequest {
+            model: model.into(),
+            inputs: inputs.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn embeddings_add_cost_and_requests_priced_on_input_only() {
+        let fake = ScriptedModel::new();
+        fake.push_reply_as(
+            "hi",
+            "gpt-4.1",
+            Usage {
+                prompt_tokens: 1000,
+                completion_tokens: 500,
+            },
+        );
+        let pricing = pricing();
+        let m = MeteredModel::new(&fake, &pricing, limits(), Instant::now());
+        let cancel = CancellationToken::new();
+        m.chat(&request("gpt-4.1", "hello", 100), &cancel).await.unwrap();
+        // The scripted endpoint counts one token per 4 bytes: 4000 + 4000 bytes = 2000 tokens.
+        let inputs = ["a".repeat(4000), "b".repeat(4000)];
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let answer = m
+            .embed(&embedding("text-embedding-3-small", &inputs), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(answer.vectors.len(), 2);
+        assert_eq!(answer.prompt_tokens, 2000);
+        let meter = m.meter();
+        // $0.006 of chat, and 2000 × $0.00002 / 1000 of embeddings.
+        assert!((meter.usd - (0.006 + 0.00004)).abs() < 1e-12, "{}", meter.usd);
+        assert_eq!(meter.requests, 2);
+        assert_eq!(
+            (meter.tokens_in, meter.tokens_out),
+            (1000, 500),
+            "chat tokens only"
+        );
+        let line = &meter.per_model["text-embedding-3-small"];
+        assert_eq!((line.requests, line.tokens_in, line.tokens_out), (1, 2000, 0));
+        let calls = m.drain_calls();
+        assert_eq!(calls[1].tokens_out, 0);
+    }
+
+    #[tokio::test]
+    async fn embeddings_pass_the_budget_gate_before_they_are_sent() {
+        let fake = ScriptedModel::new();
+        let pricing = pricing();
+        let cancel = CancellationToken::new();
+        let no_requests_left = Limits {
+            requests: 0,
+            ..limits()
+        };
+        let m = MeteredModel::new(&fake, &pricing, no_requests_left, Instant::now());
+        let err = m
+            .embed(&embedding("text-embedding-3-small", &["x"]), &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "budget_requests");
+        // 3 MB of input is at most 1M tokens: $0.13 at text-embedding-3-large's price.
+        let tight = Limits { usd: 0.1, ..limits() };
+        let m = MeteredModel::new(&fake, &pricing, tight, Instant::now());
+        let big = "x".repeat(3_000_000);
+        let err = m
+            .embed(&embedding("text-embedding-3-large", &[&big]), &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "budget_usd");
+        assert!(fake.embedding_requests().is_empty());
+        m.embed(&embedding("text-embedding-3-small", &[&big]), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(fake.embedding_requests().len(), 1, "the cheaper model fits");
+    }
+
+    #[tokio::test]
+    async fn a_failed_embedding_call_counts_as_a_request() {
+        let fake = ScriptedModel::new();
+        fake.push_embedding_error(LlmError::Server { status: 503 });
+        let pricing = pricing();
+        let m = MeteredModel::new(&fake, &pricing, limits(), Instant::now());
+        let err = m
+            .embed(
+                &embedding("text-embedding-3-small", &["x"]),
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AgentError::Llm(LlmError::Server { status: 503 })));
+        assert_eq!((m.meter().requests, m.meter().usd), (1, 0.0));
     }
 
     #[test]

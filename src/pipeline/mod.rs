@@ -10,6 +10,7 @@
 //! `status_reason` (`code: human text`).
 
 pub mod code;
+pub mod embeddings;
 pub mod execute;
 pub mod github_job;
 pub mod metered;

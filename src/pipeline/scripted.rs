@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::llm::{BoxFuture, ChatRequest, ChatResponse, LanguageModel, LlmError, Usage};
+use crate::llm::{
+    BoxFuture, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, LanguageModel, LlmError, Usage,
+};
 
 /// A queue of replies; when it runs dry, calls fail with a `BadRequest`
 /// that says so (a test asked for more calls than it scripted).
@@ -18,6 +20,8 @@ use crate::llm::{BoxFuture, ChatRequest, ChatResponse, LanguageModel, LlmError, 
 pub struct ScriptedModel {
     replies: Mutex<VecDeque<Result<ChatResponse, LlmError>>>,
     requests: Mutex<Vec<ChatRequest>>,
+    embedding_errors: Mutex<VecDeque<LlmError>>,
+    embedding_requests: Mutex<Vec<EmbeddingRequest>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,6 +64,17 @@ impl ScriptedModel {
         lock(&self.requests).clone()
     }
 
+    /// The next embeddings call fails with `error`; without one queued,
+    /// embeddings succeed (see [`LanguageModel::embed`] below).
+    pub fn push_embedding_error(&self, error: LlmError) {
+        lock(&self.embedding_errors).push_back(error);
+    }
+
+    /// Every embeddings request received, in order.
+    pub fn embedding_requests(&self) -> Vec<EmbeddingRequest> {
+        lock(&self.embedding_requests).clone()
+    }
+
     /// Replies not consumed yet.
     pub fn remaining(&self) -> usize {
         lock(&self.replies).len()
@@ -82,6 +97,29 @@ impl LanguageModel for ScriptedModel {
                     status: 0,
                     message: "the scripted model has no reply left".into(),
                 })
+            })
+        })
+    }
+
+    /// Deterministic vectors: `[1, bytes of the input]`; one token per 4
+    /// bytes of input.
+    fn embed<'a>(
+        &'a self,
+        request: &'a EmbeddingRequest,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<EmbeddingResponse, LlmError>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(LlmError::Cancelled);
+            }
+            lock(&self.embedding_requests).push(request.clone());
+            if let Some(error) = lock(&self.embedding_errors).pop_front() {
+                return Err(error);
+            }
+            Ok(EmbeddingResponse {
+                vectors: request.inputs.iter().map(|t| vec![1.0, t.len() as f32]).collect(),
+                model: request.model.clone(),
+                prompt_tokens: request.inputs.iter().map(|t| (t.len() as u64).div_ceil(4)).sum(),
             })
         })
     }

@@ -1,4 +1,4 @@
-//! The JSON API (DESIGN §5): jobs, behind the API token.
+//! The JSON API (DESIGN §5): jobs, memory and context, behind the API token.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -7,7 +7,7 @@ use axum::{Json, Router, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, auth, tasks};
+use super::{ApiError, AppState, auth, memory, rate_limit, tasks};
 use crate::jobs::JobStatus;
 use crate::store::JobFilter;
 
@@ -18,7 +18,25 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         .route("/tasks", post(tasks::create_task))
         .route("/jobs/{id}/cancel", post(tasks::cancel_job))
         .route("/jobs/{id}/retry", post(tasks::retry_job))
-        .route_layer(middleware::from_fn_with_state(state, auth::require_api_token))
+        .route("/jobs/{id}/context", get(memory::job_context))
+        .route("/context/build", post(memory::build))
+        .route(
+            "/memory/{job_id}/notes",
+            get(memory::list_notes).post(memory::add_note),
+        )
+        .route(
+            "/memory/{job_id}/files",
+            get(memory::list_files).post(memory::put_file),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ))
+        // Outside the token check, so guessing tokens is limited too.
+        .route_layer(middleware::from_fn_with_state(
+            state.rate_limits.api.clone(),
+            rate_limit::enforce,
+        ))
 }
 
 #[derive(Debug, Deserialize)]

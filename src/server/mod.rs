@@ -2,7 +2,11 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod error;
+mod memory;
+pub mod openapi;
+pub mod rate_limit;
 mod tasks;
 
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use crate::store::{JobDefaults, Store};
 use crate::webhook;
 
 pub use error::ApiError;
+pub use rate_limit::{RateLimit, RateLimits};
 
 /// Requests that take longer are answered 408 (a webhook delivery normally
 /// takes milliseconds; GitHub itself gives up after 10 s).
@@ -77,6 +82,11 @@ pub struct AppState {
     pub webhook_secrets: Arc<[SecretString]>,
     pub identity: Arc<Identity>,
     pub job_defaults: JobDefaults,
+    /// Per-client request limits of the JSON API and the login (`[api]`).
+    pub rate_limits: RateLimits,
+    /// Cancelled when the server shuts down: long-lived responses (the
+    /// dashboard's event streams) end with it.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -90,9 +100,11 @@ impl AppState {
         AppState {
             store,
             webhook_secrets: config.webhook_secrets().into(),
+            rate_limits: RateLimits::from_config(&config.api),
             config,
             identity: Arc::new(Identity::default()),
             job_defaults,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -108,8 +120,10 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(API_MAX_BODY_BYTES));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::document))
         .merge(webhook)
         .merge(api)
+        .merge(dashboard::routes(state.clone()))
         .fallback(not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
@@ -119,6 +133,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(error::ensure_json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -163,7 +178,11 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening");
-    let state = AppState::new(config.clone(), store.clone());
+    let mut state = AppState::new(config.clone(), store.clone());
+    state.shutdown = shutdown.clone();
+    crate::memory::Memory::new(store.clone(), &config)
+        .recover_archives()
+        .await;
     if github.is_none() {
         tracing::warn!(
             "no GitHub App configured: local-checkout tasks run, GitHub jobs fail with that reason"
@@ -187,7 +206,9 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         tracing::info!("shutdown requested");
         signal_token.cancel();
     });
-    axum::serve(listener, router(state))
+    // The peer address keys the per-client rate limits.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();

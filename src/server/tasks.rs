@@ -44,7 +44,7 @@ pub(super) async fn create_task(
     State(state): State<AppState>,
     body: Result<Json<TaskRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(request) = body.map_err(|e| unprocessable("invalid_body", e.body_text()))?;
+    let Json(request) = body.map_err(ApiError::from_json_rejection)?;
     let task = validate(&state, request)?;
     let id = state.store.create_task_job(&task, now_millis()).await?;
     tracing::info!(job = %id, "task queued");

@@ -10,9 +10,12 @@
 //! use a separate pool that never waits for the writer.
 
 mod control;
+mod dashboard;
 mod effects;
+mod embeddings;
 mod intake;
 mod jobs;
+mod memory;
 mod outbox;
 mod progress;
 mod queue;
@@ -36,9 +39,15 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use crate::config::{DatabaseConfig, SqliteSynchronous};
 
 pub use control::{CONTROL_KINDS, JobRef, RejectedJob};
+pub use dashboard::{EventRecord, InstallationRecord, JobRecord, JobRecordPage, StepRecord};
 pub use effects::REPLY_RATE_WINDOW_MS;
+pub use embeddings::{decode_vector, encode_vector};
 pub use intake::{JobDefaults, NewDelivery, Recorded};
 pub use jobs::{JobFilter, JobPage};
+pub use memory::{
+    FileWrite, MemoryCompaction, MemoryLimit, MemoryUsage, NewNote, NoteInsert, StepContextMetrics,
+    StoredFile, StoredNote,
+};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};

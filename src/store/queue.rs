@@ -127,12 +127,15 @@ impl Store {
         .await
     }
 
-    /// Gives the job back (graceful shutdown): claimable again at once.
+    /// Gives the job back (graceful shutdown): claimable again at once, and
+    /// shown `queued` again while it waits.
     pub async fn release_lease(&self, job_id: &str, owner: &str) -> Result<bool> {
         self.retrying("release lease", || async {
             let mut tx = self.write.begin().await?;
             let done = sqlx::query(
-                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, \
+                 status = CASE WHEN status IN ('planning', 'running', 'publishing') THEN 'queued' ELSE status END \
+                 WHERE id = $1 AND lease_owner = $2",
             )
             .bind(job_id)
             .bind(owner)
@@ -203,6 +206,31 @@ impl Store {
             reason.unwrap_or(status.as_str()),
         )
         .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records the phase of a job that is still active (`planning`, `running`,
+    /// `publishing`), so the API, the dashboard and `/metrics` see what a
+    /// worker is doing. Does nothing once the job has ended (a cancel that
+    /// landed meanwhile wins) or when it is already in that phase.
+    pub async fn advance_status(&self, job_id: &str, status: JobStatus, now: UnixMillis) -> Result<bool> {
+        debug_assert!(status.is_active(), "an ending status goes through set_job_status");
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, updated_at = $2 \
+             WHERE id = $3 AND status <> $1 AND status IN ('queued', 'planning', 'running', 'publishing')",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_event(&mut tx, job_id, now, "status", status, status.as_str()).await?;
         tx.commit().await?;
         Ok(true)
     }

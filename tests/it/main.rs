@@ -8,21 +8,31 @@ mod fake_github;
 #[path = "../support/fake_openai.rs"]
 mod fake_openai;
 mod support;
+#[path = "../support/webdriver.rs"]
+mod webdriver;
 
 mod agents;
 mod api;
+mod api_protection;
+mod browser;
 mod control;
 mod crash;
+mod dashboard;
 mod diff_cli;
+mod dockerfile;
+mod embeddings;
 mod gate;
 mod github;
 mod intake;
+mod memory;
+mod openapi;
 mod outbox;
 mod pipeline;
 mod progress;
 mod replicas;
 mod run_cli;
 mod runner;
+mod setup_cli;
 mod store;
 mod webhook;
 mod workspace;

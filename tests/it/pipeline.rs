@@ -21,21 +21,21 @@ use crate::fake_github::FakeGitHub;
 use crate::fake_openai::FakeOpenAi;
 use crate::support::*;
 
-const REPO: &str = "Codertocat/Hello-World";
+pub(crate) const REPO: &str = "Codertocat/Hello-World";
 
-const PLAN: &str = r#"{"steps": [
+pub(crate) const PLAN: &str = r#"{"steps": [
   {"title": "Add the guide", "rationale": "Newcomers need it.", "acceptance": "docs/guide.md exists",
    "files": ["docs/guide.md"], "commands": []},
   {"title": "Add the changelog", "rationale": "Track releases.", "acceptance": "CHANGELOG.md exists",
    "files": ["CHANGELOG.md"], "commands": ["cat CHANGELOG.md"]}
 ]}"#;
 
-struct World {
-    app: TestApp,
-    github: FakeGitHub,
-    llm: FakeOpenAi,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) github: FakeGitHub,
+    pub(crate) llm: FakeOpenAi,
     repo: RepoRef,
-    pool: WorkerPool,
+    pub(crate) pool: WorkerPool,
     handler: Arc<GitHubJobs>,
 }
 
@@ -43,7 +43,7 @@ async fn world() -> World {
     world_with_env(&[]).await
 }
 
-async fn world_with_env(env: &[(&str, &str)]) -> World {
+pub(crate) async fn world_with_env(env: &[(&str, &str)]) -> World {
     let app = TestApp::with_env(env).await;
     let github = FakeGitHub::start().await;
     let repo = github.add_repo(REPO);
@@ -98,7 +98,7 @@ fn show(world: &World, rev: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-async fn only_job(app: &TestApp) -> Value {
+pub(crate) async fn only_job(app: &TestApp) -> Value {
     let (_, page) = app.api_get("/jobs").await;
     page["jobs"][0].clone()
 }
@@ -168,6 +168,56 @@ async fn a_labelled_issue_becomes_one_pull_request() {
     assert_eq!(last.current["conclusion"], "success", "{:?}", last.current);
     assert_eq!(last.current["name"], "orchestrator");
     assert!(w.github.reactions().iter().any(|(_, content)| content == "eyes"));
+
+    // Each completed step left a Decision note and its context diagnostics.
+    let id = job["id"].as_str().unwrap();
+    let (_, memory) = w.app.api_get(&format!("/memory/{id}/notes")).await;
+    let notes: Vec<(&str, &str, &str)> = memory["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["type"].as_str().unwrap(),
+                n["title"].as_str().unwrap(),
+                n["stepId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ("Decision", "Step 1: Add the guide", "step-1"),
+            ("Decision", "Step 2: Add the changelog", "step-2")
+        ],
+        "{memory}"
+    );
+    assert_eq!(
+        memory["notes"][0]["body"],
+        "Newcomers need it.\nFiles touched: docs/guide.md."
+    );
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM context_metrics").await, 2);
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM message_summaries").await, 2);
+    let (status, context) = w.app.api_get(&format!("/jobs/{id}/context")).await;
+    crate::openapi::assert_documented(&w.app, "get", "/jobs/{id}/context", status, &context).await;
+    let steps = context["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{context}");
+    assert_eq!(steps[1]["title"], "Add the changelog");
+    assert!(steps[1]["diagnostics"]["candidates"].as_array().unwrap().len() > 2);
+    // Step 2's coder saw step 1's note and summary; step 1's saw neither.
+    let coder_prompt = |n: usize| {
+        w.llm.requests()[n]
+            .messages
+            .iter()
+            .map(|(_, content)| content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!coder_prompt(1).contains("Step 1: Add the guide"));
+    let second = coder_prompt(2);
+    assert!(second.contains("[memory score="), "{second}");
+    assert!(second.contains("Step 1: Add the guide"), "{second}");
+    assert!(second.contains("Files touched: docs/guide.md"), "{second}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,6 +488,11 @@ async fn a_cancel_comment_stops_a_running_job_within_seconds() {
         llm.requests().len() == 3
     })
     .await;
+    assert_eq!(
+        job_status(&w.app).await,
+        "running",
+        "the phase is visible while it runs"
+    );
     w.app
         .deliver(
             "issue_comment",
@@ -577,6 +632,21 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
     let summary = last["output"]["summary"].as_str().unwrap();
     assert!(!summary.contains("pending"), "step 1 shows as done: {summary}");
     assert!(!comments_pending(&w), "step 1 shows as done in the comment");
+    // One note and one summary per step, none written twice by the resumed job;
+    // the resumed step 2 still saw step 1's note.
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM memory_items").await, 2);
+    assert_eq!(
+        w.app
+            .count("SELECT COUNT(*) FROM memory_items WHERE title = 'Step 2: Add the changelog'")
+            .await,
+        1
+    );
+    assert_eq!(w.app.count("SELECT COUNT(*) FROM message_summaries").await, 2);
+    let resumed_prompt: String = requests[3].messages.iter().map(|(_, c)| c.as_str()).collect();
+    assert!(
+        resumed_prompt.contains("Step 1: Add the guide"),
+        "{resumed_prompt}"
+    );
 }
 
 fn comments_pending(world: &World) -> bool {

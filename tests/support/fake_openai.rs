@@ -3,6 +3,13 @@
 //! scripted answers (content, usage numbers, model name) and injected faults
 //! (a status with an optional `Retry-After`), recording every request so
 //! tests assert what was asked and how it was authenticated.
+//!
+//! `POST <prefix>/embeddings` answers every input with a deterministic vector
+//! (a hashed bag of words, L2-normalised: texts sharing words are near),
+//! unless a test pinned a vector for inputs containing some text; faults are
+//! injected from their own queue. Usage is one token per 4 bytes of input.
+//! Vectors come as JSON floats, or base64 little-endian f32 when the request
+//! asks `"encoding_format": "base64"`, as OpenAI does.
 
 #![allow(dead_code)]
 
@@ -47,11 +54,25 @@ pub struct RecordedRequest {
     pub max_tokens: Option<u64>,
     pub authorization: Option<String>,
     pub at: Instant,
+    /// Embeddings requests: the inputs, in order.
+    pub inputs: Vec<String>,
+    /// Embeddings requests: the prompt tokens the fake answered (0 for
+    /// failed ones and for chat requests).
+    pub embedding_tokens: u64,
 }
 
-/// Answers a request from its content when the script is empty, so many
-/// jobs running at once each get the answer meant for them; every answer
-/// waits `delay` first (an LLM's latency).
+impl RecordedRequest {
+    pub fn is_embeddings(&self) -> bool {
+        self.path.ends_with("/embeddings")
+    }
+}
+
+/// Dimensions of the fake's embedding vectors.
+pub const EMBEDDING_DIMS: usize = 256;
+
+/// Answers a chat request from its content when the script is empty, so
+/// many jobs running at once each get the answer meant for them; every
+/// answer waits `delay` first (an LLM's latency).
 #[derive(Clone)]
 pub struct Responder {
     delay: std::time::Duration,
@@ -62,6 +83,10 @@ pub struct Responder {
 struct FakeState {
     script: VecDeque<Scripted>,
     requests: Vec<RecordedRequest>,
+    /// `(status, Retry-After)` for the next embeddings requests.
+    embedding_faults: VecDeque<(u16, Option<String>)>,
+    /// Inputs containing the text get the vector.
+    pinned: Vec<(String, Vec<f32>)>,
     responder: Option<Responder>,
 }
 
@@ -91,6 +116,7 @@ impl FakeOpenAi {
         let state = Shared::default();
         let app = Router::new()
             .route(&format!("{prefix}/chat/completions"), post(chat))
+            .route(&format!("{prefix}/embeddings"), post(embeddings))
             .fallback(not_found)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -148,6 +174,131 @@ impl FakeOpenAi {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// The embeddings requests received, in order.
+    pub fn embedding_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_embeddings())
+            .collect()
+    }
+
+    /// The chat requests received, in order.
+    pub fn chat_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_embeddings())
+            .collect()
+    }
+
+    /// The next embeddings request fails with `status`.
+    pub fn push_embedding_fault(&self, status: u16, retry_after: Option<&str>) {
+        self.state
+            .lock()
+            .unwrap()
+            .embedding_faults
+            .push_back((status, retry_after.map(str::to_string)));
+    }
+
+    /// Inputs containing `text` are embedded as `vector` (first pin wins).
+    pub fn pin_embedding(&self, text: &str, vector: Vec<f32>) {
+        self.state.lock().unwrap().pinned.push((text.to_string(), vector));
+    }
+}
+
+/// The fake's vector of `text`: each lowercase alphanumeric word adds 1 to
+/// the dimension its FNV-1a hash picks; the sum is L2-normalised.
+pub fn bag_of_words_vector(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; EMBEDDING_DIMS];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        v[(hash % EMBEDDING_DIMS as u64) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+async fn embeddings(
+    State(state): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut recorded = record(&uri, &headers, &body);
+    let inputs: Option<Vec<String>> = match &body["input"] {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_string)).collect(),
+        _ => None,
+    };
+    recorded.inputs = inputs.clone().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    let fault = s.embedding_faults.pop_front();
+    let Some(inputs) = inputs.filter(|i| !i.is_empty() && i.iter().all(|t| !t.is_empty())) else {
+        s.requests.push(recorded);
+        return error(StatusCode::BAD_REQUEST, "'$.input' is invalid");
+    };
+    if let Some((status, retry_after)) = fault {
+        s.requests.push(recorded);
+        return fault_response(status, retry_after);
+    }
+    let base64 = body["encoding_format"].as_str() == Some("base64");
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let vector = s
+                .pinned
+                .iter()
+                .find(|(needle, _)| text.contains(needle.as_str()))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| bag_of_words_vector(text));
+            let embedding = if base64 {
+                Value::String(base64_f32(&vector))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let tokens: u64 = inputs.iter().map(|t| (t.len() as u64).div_ceil(4)).sum();
+    recorded.embedding_tokens = tokens;
+    s.requests.push(recorded);
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": text(&body["model"]),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
+}
+
+/// Standard base64 (with padding) of the vector's little-endian f32 bytes.
+fn base64_f32(vector: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let b = [group[0], *group.get(1).unwrap_or(&0), *group.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 async fn chat(
@@ -180,7 +331,7 @@ async fn chat(
             prompt_tokens,
             completion_tokens,
         }) => Json(completion(&content, &answered, prompt_tokens, completion_tokens)).into_response(),
-        Some(Scripted::Fault { status, retry_after }) => fault(status, retry_after),
+        Some(Scripted::Fault { status, retry_after }) => fault_response(status, retry_after),
         Some(Scripted::Delay(_)) | None => error(
             StatusCode::BAD_REQUEST,
             &format!("the fake has no scripted answer left (model {model})"),
@@ -209,6 +360,8 @@ fn record(uri: &Uri, headers: &HeaderMap, body: &Value) -> RecordedRequest {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         at: Instant::now(),
+        inputs: Vec::new(),
+        embedding_tokens: 0,
     }
 }
 
@@ -244,7 +397,7 @@ fn completion(content: &str, model: &str, prompt_tokens: u64, completion_tokens:
     })
 }
 
-fn fault(status: u16, retry_after: Option<String>) -> Response {
+fn fault_response(status: u16, retry_after: Option<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap();
     let mut response = error(status, "injected fault");
     if let Some(after) = retry_after {

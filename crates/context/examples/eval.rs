@@ -1,5 +1,5 @@
 //! Retrieval evaluation on real history: released versions of crates in the local cargo
-//! registry.
+//! registry, and the commits of this repository.
 //!
 //! For every crate present in two or more versions under `~/.cargo/registry/src/*/`, each
 //! consecutive pair (old, new) gives one query:
@@ -9,12 +9,20 @@
 //!   (files only in the new tree cannot be retrieved from the old corpus and are left out);
 //! * corpus: the old tree.
 //!
+//! Every non-merge commit of this repository's history (`EVAL_GIT_REPO`, default the
+//! repository the example is in, `none` to skip; from `EVAL_GIT_REV`, default `HEAD`) gives
+//! another query:
+//! * query: the commit message;
+//! * gold: the non-test source files the commit modified or deleted;
+//! * corpus: the tree of its parent (`git archive`).
+//!
 //! Systems compared, all on the same files (those the engine's walk accepts):
 //! * `engine`: [`RepoIndex::rank_files`] (symbol chunks, code tokenizer, path terms, a file
-//!   scores by its best chunk);
+//!   scores by its best three chunks);
 //! * `baseline`: plain whole-file BM25, words split on non-alphanumerics, no path terms;
 //! * `whole-file + code tokenizer`: an ablation between the two;
 //! * `engine without the non-code prior`: the engine with [`file_prior`] undone;
+//! * `engine, a file scored by its best chunk alone`: the file aggregation before;
 //! * `oracle`: gold files first, the ceiling (recall@10 < 1 when a change touched more than
 //!   10 files).
 //!
@@ -58,13 +66,7 @@ fn main() {
         }
     }
     let cache = std::env::temp_dir().join(format!("orch-eval-{}", std::process::id()));
-    let mut systems: Vec<(&str, Vec<Score>)> = vec![
-        ("engine", vec![]),
-        ("baseline", vec![]),
-        ("whole-file + code tokenizer", vec![]),
-        ("engine without the non-code prior", vec![]),
-        ("oracle (ceiling)", vec![]),
-    ];
+    let mut registry = Systems::new();
     println!("| pair | gold files | corpus files | engine first gold rank | baseline first gold rank |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (krate, mut versions) in crates {
@@ -76,88 +78,269 @@ fn main() {
                 eprintln!("skip {label}: no changelog entries between the versions");
                 continue;
             };
-            let Ok((index, _)) = RepoIndex::open(old, &cache, &IndexOptions::default()) else {
-                continue;
-            };
-            let corpus: Vec<String> = index.files().iter().map(|f| f.path.clone()).collect();
-            let gold = gold_files(old, new, &corpus);
-            if gold.is_empty() {
-                eprintln!("skip {label}: no changed source file");
-                continue;
-            }
-            let engine: Vec<String> = index
-                .rank_files(&index.prepare(&query), 10)
-                .into_iter()
-                .map(|f| f.path)
-                .collect();
-            let texts: Vec<String> = corpus
-                .iter()
-                .map(|p| fs::read_to_string(old.join(p)).unwrap_or_default())
-                .collect();
-            let baseline = whole_file_bm25(&corpus, &texts, &query, plain_terms);
-            let ablation = whole_file_bm25(&corpus, &texts, &query, orchestrator_context::terms);
-            let no_prior = without_prior(&index, &query);
-            let scores = [
-                score(&engine, &gold),
-                score(&baseline, &gold),
-                score(&ablation, &gold),
-                score(&no_prior, &gold),
-                oracle(&gold),
-            ];
-            if std::env::var_os("EVAL_VERBOSE").is_some() {
-                let mark = |v: &[String]| {
-                    v.iter()
-                        .map(|p| {
-                            if gold.contains(p) {
-                                format!("*{p}")
-                            } else {
-                                p.clone()
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                eprintln!(
-                    "{label}\n  engine:   {}\n  baseline: {}",
-                    mark(&engine),
-                    mark(&baseline)
-                );
-            }
-            let rank = |s: &Score| {
-                if s.rr > 0.0 {
-                    format!("{}", (1.0 / s.rr).round())
-                } else {
-                    "—".into()
-                }
-            };
-            println!(
-                "| {label} | {} | {} | {} | {} |",
-                gold.len(),
-                corpus.len(),
-                rank(&scores[0]),
-                rank(&scores[1])
-            );
-            for (sys, s) in systems.iter_mut().zip(scores) {
-                sys.1.push(s);
-            }
+            registry.case(&label, &query, old, &cache, |corpus| gold_files(old, new, corpus));
         }
     }
-    let _ = fs::remove_dir_all(&cache);
-    println!();
-    println!("| system | queries | recall@1 | recall@5 | recall@10 | MRR |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for (name, scores) in &systems {
-        let n = scores.len().max(1) as f64;
-        let mean = |f: &dyn Fn(&Score) -> f64| scores.iter().map(f).sum::<f64>() / n;
+    let mut history = Systems::new();
+    if let Some((repo, rev)) = git_source() {
+        println!();
         println!(
-            "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            scores.len(),
-            mean(&|s| s.recall[0]),
-            mean(&|s| s.recall[1]),
-            mean(&|s| s.recall[2]),
-            mean(&|s| s.rr)
+            "| commit | gold files | corpus files | engine first gold rank | baseline first gold rank |"
         );
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        let tree = std::env::temp_dir().join(format!("orch-eval-tree-{}", std::process::id()));
+        for commit in git_commits(&repo, &rev) {
+            let label = format!("{} {}", &commit.sha[..7], first_line(&commit.message, 60));
+            if commit.message.split_whitespace().count() < 3 {
+                continue;
+            }
+            if !extract_tree(&repo, &commit.parent, &tree) {
+                eprintln!("skip {label}: cannot extract the parent tree");
+                continue;
+            }
+            history.case(&label, &commit.message, &tree, &cache, |corpus| {
+                let corpus: HashSet<&String> = corpus.iter().collect();
+                commit
+                    .changed
+                    .iter()
+                    .filter(|p| corpus.contains(p) && is_source(p))
+                    .cloned()
+                    .collect()
+            });
+        }
+        let _ = fs::remove_dir_all(&tree);
     }
+    let _ = fs::remove_dir_all(&cache);
+    for (title, systems) in [("registry releases", &registry), ("git history", &history)] {
+        println!();
+        println!("{title}:");
+        systems.print();
+    }
+    println!();
+    println!("all queries:");
+    registry.merged(&history).print();
+}
+
+/// The systems compared and their scores per query.
+struct Systems(Vec<(&'static str, Vec<Score>)>);
+
+impl Systems {
+    fn new() -> Self {
+        Self(
+            [
+                "engine",
+                "baseline",
+                "whole-file + code tokenizer",
+                "engine without the non-code prior",
+                "engine, a file scored by its best chunk alone",
+                "oracle (ceiling)",
+            ]
+            .into_iter()
+            .map(|n| (n, Vec::new()))
+            .collect(),
+        )
+    }
+
+    /// Ranks `root` for `query` with every system and scores against the gold files
+    /// `gold(corpus)`; prints one table row. Skips a case without gold.
+    fn case(
+        &mut self,
+        label: &str,
+        query: &str,
+        root: &Path,
+        cache: &Path,
+        gold: impl FnOnce(&[String]) -> HashSet<String>,
+    ) {
+        let Ok((index, _)) = RepoIndex::open(root, cache, &IndexOptions::default()) else {
+            return;
+        };
+        let corpus: Vec<String> = index.files().iter().map(|f| f.path.clone()).collect();
+        let gold = gold(&corpus);
+        if gold.is_empty() {
+            eprintln!("skip {label}: no changed source file");
+            return;
+        }
+        let engine: Vec<String> = index
+            .rank_files(&index.prepare(query), 10)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let texts: Vec<String> = corpus
+            .iter()
+            .map(|p| fs::read_to_string(root.join(p)).unwrap_or_default())
+            .collect();
+        let baseline = whole_file_bm25(&corpus, &texts, query, plain_terms);
+        let ablation = whole_file_bm25(&corpus, &texts, query, orchestrator_context::terms);
+        let no_prior = file_ranking(&index, query, orchestrator_context::FILE_CHUNKS, true);
+        let best_chunk = file_ranking(&index, query, 1, false);
+        let scores = [
+            score(&engine, &gold),
+            score(&baseline, &gold),
+            score(&ablation, &gold),
+            score(&no_prior, &gold),
+            score(&best_chunk, &gold),
+            oracle(&gold),
+        ];
+        if std::env::var_os("EVAL_VERBOSE").is_some() {
+            let mark = |v: &[String]| {
+                v.iter()
+                    .map(|p| {
+                        if gold.contains(p) {
+                            format!("*{p}")
+                        } else {
+                            p.clone()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            eprintln!(
+                "{label}\n  engine:   {}\n  baseline: {}",
+                mark(&engine),
+                mark(&baseline)
+            );
+        }
+        let rank = |s: &Score| {
+            if s.rr > 0.0 {
+                format!("{}", (1.0 / s.rr).round())
+            } else {
+                "—".into()
+            }
+        };
+        println!(
+            "| {label} | {} | {} | {} | {} |",
+            gold.len(),
+            corpus.len(),
+            rank(&scores[0]),
+            rank(&scores[1])
+        );
+        for (sys, s) in self.0.iter_mut().zip(scores) {
+            sys.1.push(s);
+        }
+    }
+
+    fn merged(&self, other: &Systems) -> Systems {
+        Systems(
+            self.0
+                .iter()
+                .zip(&other.0)
+                .map(|((name, a), (_, b))| (*name, a.iter().chain(b).cloned().collect()))
+                .collect(),
+        )
+    }
+
+    fn print(&self) {
+        println!("| system | queries | recall@1 | recall@5 | recall@10 | MRR |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        for (name, scores) in &self.0 {
+            let n = scores.len().max(1) as f64;
+            let mean = |f: &dyn Fn(&Score) -> f64| scores.iter().map(f).sum::<f64>() / n;
+            println!(
+                "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                scores.len(),
+                mean(&|s| s.recall[0]),
+                mean(&|s| s.recall[1]),
+                mean(&|s| s.recall[2]),
+                mean(&|s| s.rr)
+            );
+        }
+    }
+}
+
+/// One commit of the history source.
+struct Commit {
+    sha: String,
+    parent: String,
+    /// Subject and body.
+    message: String,
+    /// Paths modified or deleted (so present in the parent's tree); renames count as a
+    /// deletion of the old path.
+    changed: Vec<String>,
+}
+
+/// The repository whose history is evaluated and the revision to walk back from:
+/// `EVAL_GIT_REPO` (default: the repository this example is in; `none` to skip) and
+/// `EVAL_GIT_REV` (default `HEAD`).
+fn git_source() -> Option<(PathBuf, String)> {
+    let repo = match std::env::var("EVAL_GIT_REPO") {
+        Ok(r) if r == "none" => return None,
+        Ok(r) => PathBuf::from(r),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    };
+    let rev = std::env::var("EVAL_GIT_REV").unwrap_or_else(|_| "HEAD".into());
+    git(&repo, &["rev-parse", "--verify", &rev]).map(|sha| (repo, sha.trim().to_owned()))
+}
+
+fn git(repo: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Non-merge commits reachable from `rev` that have a parent, oldest first.
+fn git_commits(repo: &Path, rev: &str) -> Vec<Commit> {
+    let Some(list) = git(repo, &["rev-list", "--no-merges", "--reverse", rev]) else {
+        return Vec::new();
+    };
+    list.lines()
+        .filter_map(|sha| {
+            let parent = git(repo, &["rev-parse", "--verify", "--quiet", &format!("{sha}^")])?;
+            let message = git(repo, &["log", "-1", "--format=%B", sha])?;
+            let status = git(
+                repo,
+                &["diff", "--no-renames", "--name-status", parent.trim(), sha],
+            )?;
+            let changed = status
+                .lines()
+                .filter_map(|l| {
+                    let (kind, path) = l.split_once('\t')?;
+                    matches!(kind, "M" | "D").then(|| path.to_owned())
+                })
+                .collect();
+            Some(Commit {
+                sha: sha.to_owned(),
+                parent: parent.trim().to_owned(),
+                message,
+                changed,
+            })
+        })
+        .collect()
+}
+
+/// Replaces `dir`'s content with the tree of `rev` (`git archive | tar -x`); the same
+/// directory every time, so the index cache is refreshed incrementally.
+fn extract_tree(repo: &Path, rev: &str, dir: &Path) -> bool {
+    let _ = fs::remove_dir_all(dir);
+    if fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let script = "git -C \"$1\" archive \"$2\" | tar -x -C \"$3\"";
+    std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(repo)
+        .arg(rev)
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").replace('|', "/");
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+fn is_source(p: &str) -> bool {
+    p.rsplit_once('.').is_some_and(|(_, e)| EXTENSIONS.contains(&e)) && !is_test_path(p)
 }
 
 /// `~/.cargo/registry/src/<the first index dir>`.
@@ -239,7 +422,7 @@ fn is_test_path(p: &str) -> bool {
 fn gold_files(old: &Path, new: &Path, corpus: &[String]) -> HashSet<String> {
     corpus
         .iter()
-        .filter(|p| p.rsplit_once('.').is_some_and(|(_, e)| EXTENSIONS.contains(&e)) && !is_test_path(p))
+        .filter(|p| is_source(p))
         .filter(|p| fs::read(old.join(p)).ok() != fs::read(new.join(p)).ok())
         .cloned()
         .collect()
@@ -299,20 +482,29 @@ fn whole_file_bm25(
         .collect()
 }
 
-/// The engine's ranking with the non-code prior undone (an ablation): chunk hits carry the
-/// prior, so non-code files are scaled back up before taking each file's best chunk.
-fn without_prior(index: &RepoIndex, query: &str) -> Vec<String> {
-    let mut best: HashMap<usize, f32> = HashMap::new();
-    for h in index.search(&index.prepare(query), usize::MAX) {
-        let s = h.score / orchestrator_context::file_prior(&index.files()[h.file].path);
-        let e = best.entry(h.file).or_insert(0.0);
-        *e = e.max(s);
+/// The engine's file ranking rebuilt from its chunk hits: each file scores by the content
+/// scores of its best `chunks` chunks plus its path score, as [`RepoIndex::rank_files`] does
+/// with [`FILE_CHUNKS`](orchestrator_context::FILE_CHUNKS); `undo_prior` scales non-code
+/// files back up first (an ablation).
+fn file_ranking(index: &RepoIndex, query: &str, chunks: usize, undo_prior: bool) -> Vec<String> {
+    let mut by_file: HashMap<usize, (f32, usize, usize)> = HashMap::new();
+    for (at, h) in index.search(&index.prepare(query), usize::MAX).iter().enumerate() {
+        let undo = if undo_prior {
+            orchestrator_context::file_prior(&index.files()[h.file].path)
+        } else {
+            1.0
+        };
+        let e = by_file.entry(h.file).or_insert((h.path_score / undo, 0, at));
+        if e.1 < chunks {
+            e.0 += h.content_score / undo;
+            e.1 += 1;
+        }
     }
-    let mut v: Vec<(f32, usize)> = best.into_iter().map(|(f, s)| (s, f)).collect();
+    let mut v: Vec<(f32, usize, usize)> = by_file.into_iter().map(|(f, (s, _, at))| (s, at, f)).collect();
     v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     v.into_iter()
         .take(10)
-        .map(|(_, f)| index.files()[f].path.clone())
+        .map(|(_, _, f)| index.files()[f].path.clone())
         .collect()
 }
 
@@ -323,6 +515,7 @@ fn oracle(gold: &HashSet<String>) -> Score {
     score(&ranked, gold)
 }
 
+#[derive(Clone)]
 struct Score {
     recall: [f64; 3],
     rr: f64,

@@ -60,11 +60,20 @@ pub struct ScoreParts {
     /// Weighted BM25 of the file path (repository candidates).
     pub path: f32,
     /// The final score: raw score divided by the best raw score among ranked candidates
-    /// (1.0 for pinned items).
+    /// (1.0 for pinned items). The raw score is `content + path`; with a dense ranking, a
+    /// repository chunk's raw score is the BM25 score found at its fused rank in the pool.
     pub normalized: f32,
     /// Whether the item is kept regardless of score (task, step, instruction files, the
     /// step's named files).
     pub pinned: bool,
+    /// Cosine similarity of the chunk's embedding and the query's (repository chunks,
+    /// when an embedding model is configured and the chunk was embedded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<f32>,
+    /// Reciprocal-rank fusion score of the BM25 and dense rankings (repository chunks,
+    /// when a dense ranking was used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<f32>,
 }
 
 /// One candidate's record.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{self, Item};
+use crate::dense::{self, DenseHit};
 use crate::diagnostics::{CandidateDiagnostic, ContextDiagnostics, Decision, SourceKind};
 use crate::index::{Query, RepoIndex};
 use crate::sources::{self, Candidate, Pin};
@@ -92,6 +93,10 @@ pub struct ContextRequest {
     pub history: Vec<HistoryEntry>,
     /// Tokens of the rest of the prompt (system prompt, policy), counted against the hard cap.
     pub fixed_prompt_tokens: usize,
+    /// The candidate pool ranked by embedding similarity, best first (see
+    /// [`retrieval_pool`](crate::retrieval_pool)); fused with BM25 by reciprocal-rank
+    /// fusion. `None`: BM25 alone.
+    pub dense: Option<Vec<DenseHit>>,
 }
 
 /// One item of the final context.
@@ -116,7 +121,7 @@ pub struct BuiltContext {
 pub fn build_context(index: &RepoIndex, req: &ContextRequest, settings: &ContextSettings) -> BuiltContext {
     let counter = TokenCounter::for_model(&req.model);
     let step_text = step_body(&req.step);
-    let query = index.prepare(&format!("{}\n{}", req.task, step_text));
+    let query = index.prepare(&query_text(req));
     let query_terms: HashSet<String> = query.terms.iter().map(|(t, _, _)| t.clone()).collect();
     let mut notes = Vec::new();
 
@@ -192,6 +197,11 @@ pub fn build_context(index: &RepoIndex, req: &ContextRequest, settings: &Context
     }
 }
 
+/// What BM25 (and a dense ranking) match against: the task and the step.
+pub(crate) fn query_text(req: &ContextRequest) -> String {
+    format!("{}\n{}", req.task, step_body(&req.step))
+}
+
 /// The step as the model reads it.
 fn step_body(step: &StepInput) -> String {
     let mut s = format!("Title: {}\n", step.title);
@@ -231,7 +241,8 @@ fn gather(
         .cloned()
         .collect();
     out.extend(instructions);
-    let (named, missing) = sources::named_files(index, query, &wanted, settings.max_file_bytes);
+    let dense = req.dense.as_deref();
+    let (named, missing) = sources::named_files(index, query, &wanted, settings.max_file_bytes, dense);
     let mut rejected: Vec<CandidateDiagnostic> = missing
         .iter()
         .map(|p| rejected_diag(SourceKind::File, p, "named by the step but absent, unreadable or secret-looking (a file the step creates is expected to be absent)"))
@@ -241,6 +252,14 @@ fn gather(
     out.extend(named);
 
     let mut ranked = sources::repo_chunks(index, query, &exclude, settings.max_files);
+    if let Some(dense) = dense {
+        let pool = ranked.len();
+        let with_vector = dense::fuse_candidates(&mut ranked, dense);
+        notes.push(format!(
+            "repository chunks ranked by reciprocal-rank fusion of BM25 and embedding similarity \
+             ({with_vector} of {pool} pool chunks had a vector)"
+        ));
+    }
     ranked.extend(sources::memory(index, query, &req.memory));
     if let Some(dir) = &req.artifacts_dir {
         ranked.extend(sources::artifacts(index, query, dir, settings.max_file_bytes));
@@ -263,8 +282,8 @@ fn gather(
     (out, rejected)
 }
 
-/// Normalises ranked scores by the best one, sorts (score, then source kind) and applies
-/// min score and top-k.
+/// Normalises ranked scores by the best one, sorts (score, then source kind, then the fused
+/// order when there is one) and applies min score and top-k.
 fn select(
     mut ranked: Vec<Candidate>,
     settings: &ContextSettings,
@@ -278,6 +297,7 @@ fn select(
             .normalized
             .total_cmp(&a.parts.normalized)
             .then((a.source as u8).cmp(&(b.source as u8)))
+            .then(a.fused_rank.cmp(&b.fused_rank))
             .then(a.id.cmp(&b.id))
     });
     let mut kept = Vec::new();
@@ -865,6 +885,160 @@ mod tests {
         let json = serde_json::to_value(&built.diagnostics).unwrap();
         assert_eq!(json["candidates"][0]["source"], "task");
         assert!(json["candidates"][0]["decision"].is_string());
+    }
+
+    /// The pool's repository chunks (not the named files') in BM25 order.
+    fn bm25_pool(f: &Fixture, req: &ContextRequest, settings: &ContextSettings) -> Vec<String> {
+        crate::retrieval_pool(&f.index, req, settings)
+            .chunks
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| !req.step.files.iter().any(|n| id.starts_with(&format!("{n}#"))))
+            .collect()
+    }
+
+    #[test]
+    fn the_retrieval_pool_is_the_bm25_pool_plus_the_named_files_chunks() {
+        let f = fixture();
+        let settings = ContextSettings {
+            top_k: 100,
+            min_score: 0.0,
+            ..ContextSettings::default()
+        };
+        let req = request();
+        let pool = crate::retrieval_pool(&f.index, &req, &settings);
+        assert_eq!(pool.query, query_text(&req));
+        let built = build_context(&f.index, &req, &settings);
+        let offered: Vec<&str> = built
+            .diagnostics
+            .candidates
+            .iter()
+            .filter(|c| c.source == SourceKind::File && !c.score.pinned)
+            .map(|c| c.id.as_str())
+            .collect();
+        let ranked = bm25_pool(&f, &req, &settings);
+        let mut sorted = ranked.clone();
+        sorted.sort();
+        let mut offered: Vec<&str> = offered.into_iter().filter(|id| id.contains('#')).collect();
+        offered.sort_unstable();
+        assert_eq!(sorted, offered, "the pool is exactly what BM25 offers");
+        assert!(pool.chunks.iter().any(|c| c.id.starts_with("src/config.rs#L1-")));
+        assert!(pool.chunks.iter().all(|c| !c.id.starts_with("AGENTS.md")));
+        let retry = pool
+            .chunks
+            .iter()
+            .find(|c| c.id.starts_with("src/net/retry.rs#"))
+            .unwrap();
+        assert!(retry.text.starts_with("src/net/retry.rs\n"), "{}", retry.text);
+        let small = ContextSettings {
+            max_files: 3,
+            ..settings
+        };
+        assert_eq!(bm25_pool(&f, &req, &small), ranked[..3]);
+    }
+
+    #[test]
+    fn a_dense_ranking_moves_a_chunk_bm25_ranks_low_into_the_kept_set() {
+        let f = fixture();
+        let settings = ContextSettings {
+            top_k: 4,
+            min_score: 0.0,
+            ..ContextSettings::default()
+        };
+        let req = request();
+        let ranked = bm25_pool(&f, &req, &settings);
+        assert!(ranked.len() > 20, "{ranked:?}");
+        let low = ranked.last().unwrap().clone();
+        let bm25_only = build_context(&f.index, &req, &settings);
+        assert_eq!(decision_of(&bm25_only, &low).unwrap().reason, "outside the top 4");
+
+        // The embedding model disagrees: the lowest BM25 chunk first, the rest reversed.
+        let mut order = vec![low.clone()];
+        order.extend(ranked.iter().rev().skip(1).cloned());
+        let dense: Vec<DenseHit> = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| DenseHit {
+                id: id.clone(),
+                similarity: 0.9 - i as f32 * 0.01,
+            })
+            .collect();
+        let fused_req = ContextRequest {
+            dense: Some(dense),
+            ..req.clone()
+        };
+        let fused = build_context(&f.index, &fused_req, &settings);
+        let moved = decision_of(&fused, &low).unwrap();
+        assert_ne!(moved.decision, Decision::Dropped, "{moved:?}");
+        assert!(
+            fused
+                .text
+                .contains(&format!("] {}", low.split('#').next().unwrap()))
+        );
+        assert_eq!(moved.score.dense, Some(0.9));
+        let expected_rrf = 1.0 / 61.0 + 1.0 / (60.0 + ranked.len() as f64);
+        assert!((f64::from(moved.score.fused.unwrap()) - expected_rrf).abs() < 1e-6);
+        assert!(moved.score.content > 0.0, "its own BM25 parts are kept");
+        assert!(
+            fused.diagnostics.notes.iter().any(|n| n.contains(&format!(
+                "({} of {} pool chunks had a vector)",
+                ranked.len(),
+                ranked.len()
+            ))),
+            "{:?}",
+            fused.diagnostics.notes
+        );
+        let json = serde_json::to_value(moved).unwrap();
+        assert!(json["score"]["dense"].is_number() && json["score"]["fused"].is_number());
+        let plain = serde_json::to_value(decision_of(&bm25_only, &low).unwrap()).unwrap();
+        assert!(
+            plain["score"].get("dense").is_none(),
+            "no dense part without a ranking"
+        );
+        assert_eq!(
+            fused,
+            build_context(&f.index, &fused_req, &settings),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn a_dense_ranking_that_agrees_with_bm25_keeps_every_score() {
+        let f = fixture();
+        let settings = ContextSettings::default();
+        let req = request();
+        let dense: Vec<DenseHit> = bm25_pool(&f, &req, &settings)
+            .into_iter()
+            .map(|id| DenseHit { id, similarity: 0.5 })
+            .collect();
+        let plain = build_context(&f.index, &req, &settings);
+        let fused = build_context(
+            &f.index,
+            &ContextRequest {
+                dense: Some(dense),
+                ..req
+            },
+            &settings,
+        );
+        let chunks = |b: &BuiltContext| {
+            let mut v: Vec<(String, f32)> = b
+                .diagnostics
+                .candidates
+                .iter()
+                .filter(|c| c.id.contains('#'))
+                .map(|c| (c.id.clone(), c.score.normalized))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(
+            chunks(&plain),
+            chunks(&fused),
+            "each chunk keeps its own BM25 score"
+        );
+        let kept = |b: &BuiltContext| b.items.len();
+        assert_eq!(kept(&plain), kept(&fused));
+        assert_eq!(plain.diagnostics.context_tokens, fused.diagnostics.context_tokens);
     }
 
     #[test]

@@ -26,6 +26,9 @@ use crate::walk::{self, Content, SkipCounts, WalkedFile};
 
 /// How much the path of a file counts next to its content (path terms are few and telling).
 const PATH_WEIGHT: f32 = 0.6;
+/// How many of a file's best chunks make its score in [`RepoIndex::rank_files`]
+/// (`docs/benchmarks.md`: 1, the best chunk alone, and 2 to 5 were measured; 3 was best).
+pub const FILE_CHUNKS: usize = 3;
 /// Score factor of files that are not source code (docs, manifests, data). A task is
 /// carried out in code: prose that merely repeats the task's words (a changelog, a README)
 /// must not outrank the code it describes, yet stays retrievable.
@@ -120,10 +123,11 @@ pub struct ChunkHit {
     pub path_score: f32,
 }
 
-/// A file ranked for a query: it scores by its best chunk.
+/// A file ranked for a query: it scores by its best [`FILE_CHUNKS`] chunks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RankedFile {
     pub path: String,
+    /// The content scores of the file's best chunks, summed, plus its path score.
     pub score: f32,
     /// The best chunk's line range and symbol name.
     pub best_lines: (u32, u32),
@@ -320,28 +324,38 @@ impl RepoIndex {
         hits
     }
 
-    /// Ranks files by their best chunk; returns the `top` best, best first.
+    /// Ranks files by the content scores of their best [`FILE_CHUNKS`] chunks, summed,
+    /// plus the path score; returns the `top` best, best first (ties by the best chunk's
+    /// order). A file whose task-related code spreads over several functions outranks one
+    /// that mentions the task's words in a single place.
     pub fn rank_files(&self, query: &Query, top: usize) -> Vec<RankedFile> {
+        // Per file: (score, chunks counted, position of its best hit).
+        let mut by_file: HashMap<usize, (f32, usize, usize)> = HashMap::new();
         let hits = self.search(query, usize::MAX);
-        let mut seen = vec![false; self.files.len()];
-        let mut out = Vec::new();
-        for hit in hits {
-            if out.len() >= top {
-                break;
+        for (at, hit) in hits.iter().enumerate() {
+            let entry = by_file.entry(hit.file).or_insert((hit.path_score, 0, at));
+            if entry.1 < FILE_CHUNKS {
+                entry.0 += hit.content_score;
+                entry.1 += 1;
             }
-            if std::mem::replace(&mut seen[hit.file], true) {
-                continue;
-            }
-            let file = &self.files[hit.file];
-            let chunk = &file.chunks[hit.chunk].chunk;
-            out.push(RankedFile {
-                path: file.path.clone(),
-                score: hit.score,
-                best_lines: (chunk.start_line, chunk.end_line),
-                best_symbol: chunk.name.clone(),
-            });
         }
-        out
+        let mut files: Vec<(f32, usize)> = by_file.into_values().map(|(score, _, at)| (score, at)).collect();
+        files.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        files
+            .into_iter()
+            .take(top)
+            .map(|(score, at)| {
+                let hit = &hits[at];
+                let file = &self.files[hit.file];
+                let chunk = &file.chunks[hit.chunk].chunk;
+                RankedFile {
+                    path: file.path.clone(),
+                    score,
+                    best_lines: (chunk.start_line, chunk.end_line),
+                    best_symbol: chunk.name.clone(),
+                }
+            })
+            .collect()
     }
 
     /// BM25 of an arbitrary text (a memory note, a doc page) with this repository's term
@@ -767,6 +781,46 @@ mod tests {
             .into_iter()
             .map(|f| f.path)
             .collect()
+    }
+
+    #[test]
+    fn a_file_scores_by_its_best_chunks_together() {
+        let repo = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        fs::create_dir_all(r.join("src")).unwrap();
+        // One strong mention against the same words spread over three functions.
+        fs::write(
+            r.join("src/once.rs"),
+            "pub fn jitter_backoff_jitter_backoff() -> u32 {\n    1\n}\n",
+        )
+        .unwrap();
+        let mut spread = String::new();
+        for name in ["jitter", "backoff", "retry_jitter"] {
+            spread.push_str(&format!("pub fn {name}_delay() -> u32 {{\n    2\n}}\n\n"));
+        }
+        fs::write(r.join("src/spread.rs"), spread).unwrap();
+        let (index, _) = open(r, cache.path());
+        let q = index.prepare("jitter backoff");
+        let hits = index.search(&q, 1);
+        assert_eq!(
+            index.files()[hits[0].file].path,
+            "src/once.rs",
+            "the best single chunk"
+        );
+        let ranked = index.rank_files(&q, 10);
+        assert_eq!(ranked[0].path, "src/spread.rs", "{ranked:?}");
+        let sum: f32 = index
+            .search(&q, usize::MAX)
+            .iter()
+            .filter(|h| index.files()[h.file].path == "src/spread.rs")
+            .take(FILE_CHUNKS)
+            .map(|h| h.content_score)
+            .sum();
+        assert!(
+            (ranked[0].score - sum).abs() < 1e-4,
+            "no path match: content only"
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! * [`build_context`] gathers the six sources, ranks, compacts, fits to the budget with
 //!   real BPE token counts and returns the text with [`ContextDiagnostics`].
 //! * [`rank_files`] backs `orchestrator context rank`.
+//! * [`retrieval_pool`] names the chunks worth embedding; a caller with an embedding model
+//!   passes their ranking by similarity back in [`ContextRequest::dense`], and the engine
+//!   fuses it with BM25 by reciprocal-rank fusion.
 //!
 //! The crate is synchronous and pure: no database, no network. Callers run it on a blocking
 //! thread.
@@ -15,6 +18,7 @@ mod bm25;
 mod budget;
 mod chunk;
 mod compact;
+mod dense;
 mod diagnostics;
 mod engine;
 mod error;
@@ -30,6 +34,7 @@ use std::path::Path;
 
 pub use bm25::fuse_rrf;
 pub use chunk::{Chunk, chunk_file};
+pub use dense::{DenseHit, PoolChunk, RRF_K, RetrievalPool, cosine, rank_by_similarity, retrieval_pool};
 pub use diagnostics::{CandidateDiagnostic, ContextDiagnostics, Decision, ScoreParts, SourceKind};
 pub use engine::{
     BuiltContext, ContextItem, ContextRequest, ContextSettings, HistoryEntry, MemoryNote, StepInput,
@@ -37,8 +42,8 @@ pub use engine::{
 };
 pub use error::ContextError;
 pub use index::{
-    CacheState, ChunkHit, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query, RankedFile, RepoIndex,
-    blob_id, file_prior,
+    CacheState, ChunkHit, FILE_CHUNKS, IndexOptions, IndexReport, IndexedChunk, IndexedFile, Query,
+    RankedFile, RepoIndex, blob_id, file_prior,
 };
 pub use secrets::{contains_secret, is_secret_path};
 pub use tokenize::{path_terms, terms};
@@ -46,7 +51,7 @@ pub use tokens::{Encoding, TokenCounter};
 pub use walk::SkipCounts;
 
 /// Ranks the files of `repo` for `query`; returns at most `top`, best first. A file scores
-/// by its best chunk. The index cache lives under `cache_dir` (never inside `repo`) and is
+/// by its best [`FILE_CHUNKS`] chunks. The index cache lives under `cache_dir` (never inside `repo`) and is
 /// reused and refreshed incrementally.
 pub fn rank_files(
     repo: &Path,

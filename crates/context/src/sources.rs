@@ -9,9 +9,10 @@ use std::fs;
 use std::path::Path;
 
 use crate::chunk;
+use crate::dense::{self, DenseHit};
 use crate::diagnostics::{ScoreParts, SourceKind};
 use crate::engine::{HistoryEntry, MemoryNote};
-use crate::index::{Query, RepoIndex};
+use crate::index::{ChunkHit, Query, RepoIndex};
 use crate::secrets;
 use crate::walk::{self, Content};
 
@@ -50,6 +51,9 @@ pub struct Candidate {
     /// Raw BM25 (content + path); normalised later.
     pub raw: f32,
     pub parts: ScoreParts,
+    /// Position in the fused order (repository chunks with a dense ranking): breaks ties of
+    /// `raw`, which the fused order takes from BM25 scores that can be equal.
+    pub fused_rank: Option<usize>,
 }
 
 impl Candidate {
@@ -68,6 +72,7 @@ impl Candidate {
             pin,
             raw: 0.0,
             parts,
+            fused_rank: None,
         }
     }
 
@@ -75,8 +80,7 @@ impl Candidate {
         let parts = ScoreParts {
             content,
             path,
-            normalized: 0.0,
-            pinned: false,
+            ..ScoreParts::default()
         };
         Self {
             source,
@@ -87,6 +91,7 @@ impl Candidate {
             pin: Pin::Ranked,
             raw: content + path,
             parts,
+            fused_rank: None,
         }
     }
 }
@@ -139,13 +144,15 @@ pub fn instruction_files(root: &Path, max_bytes: u64) -> Vec<Candidate> {
         .collect()
 }
 
-/// The step's named files: the whole file, with its most relevant chunks as fallback.
+/// The step's named files: the whole file, with its most relevant chunks as fallback
+/// (BM25 fused with the dense ranking when there is one).
 /// Returns the candidates and the paths that could not be offered (missing, unsafe).
 pub fn named_files(
     index: &RepoIndex,
     query: &Query,
     files: &[String],
     max_bytes: u64,
+    dense: Option<&[DenseHit]>,
 ) -> (Vec<Candidate>, Vec<String>) {
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -156,14 +163,19 @@ pub fn named_files(
             continue;
         };
         let mut c = Candidate::pinned(SourceKind::File, rel.to_owned(), rel.to_owned(), body, Pin::Named);
-        c.fallback = relevant_chunks(index, query, rel);
+        c.fallback = relevant_chunks(index, query, rel, dense);
         out.push(c);
     }
     (out, missing)
 }
 
 /// The file's chunks that match the query, best first up to four, shown in file order.
-fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String> {
+fn relevant_chunks(
+    index: &RepoIndex,
+    query: &Query,
+    rel: &str,
+    dense: Option<&[DenseHit]>,
+) -> Option<String> {
     let fi = index.file_index(rel)?;
     let file = &index.files()[fi];
     let text = read_repo_file(index.root(), rel, u64::MAX)?;
@@ -183,7 +195,17 @@ fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String
         .filter(|(s, _)| *s > 0.0)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut best: Vec<usize> = scored.iter().take(4).map(|(_, ci)| *ci).collect();
+    let order: Vec<usize> = match dense {
+        Some(dense) => {
+            let chunk_id = |ci: usize| {
+                let c = &file.chunks[ci].chunk;
+                format!("{rel}#L{}-{}", c.start_line, c.end_line)
+            };
+            dense::fuse_chunk_order(scored.iter().map(|&(_, ci)| (chunk_id(ci), ci)).collect(), dense)
+        }
+        None => scored.iter().map(|(_, ci)| *ci).collect(),
+    };
+    let mut best: Vec<usize> = order.into_iter().take(4).collect();
     best.sort_unstable();
     let parts: Vec<String> = best
         .iter()
@@ -200,20 +222,29 @@ fn relevant_chunks(index: &RepoIndex, query: &Query, rel: &str) -> Option<String
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
-/// The best repository chunks for the query, outside the named and instruction files.
-pub fn repo_chunks(index: &RepoIndex, query: &Query, exclude: &[String], limit: usize) -> Vec<Candidate> {
+/// The BM25 candidate pool: the best `limit` chunks for the query outside `exclude`.
+pub fn pool_hits(index: &RepoIndex, query: &Query, exclude: &[String], limit: usize) -> Vec<ChunkHit> {
     let excluded_chunks: usize = exclude
         .iter()
         .filter_map(|p| index.file_index(p))
         .map(|fi| index.files()[fi].chunks.len())
         .sum();
-    // Each file is read once however many of its chunks are offered.
-    let mut texts: HashMap<usize, Option<String>> = HashMap::new();
     index
         .search(query, limit.saturating_add(excluded_chunks))
         .into_iter()
         .filter(|h| !exclude.iter().any(|e| *e == index.files()[h.file].path))
         .take(limit)
+        .collect()
+}
+
+/// The best repository chunks for the query, outside the named and instruction files,
+/// best BM25 first ([`dense::fuse_candidates`] reorders them when there is a dense
+/// ranking).
+pub fn repo_chunks(index: &RepoIndex, query: &Query, exclude: &[String], limit: usize) -> Vec<Candidate> {
+    // Each file is read once however many of its chunks are offered.
+    let mut texts: HashMap<usize, Option<String>> = HashMap::new();
+    pool_hits(index, query, exclude, limit)
+        .into_iter()
         .filter_map(|h| {
             let file = &index.files()[h.file];
             let c = &file.chunks[h.chunk].chunk;

@@ -157,6 +157,10 @@ pub struct State {
     /// When set, every answer reports this many requests left (0 = exhausted
     /// until the reset one hour ahead).
     pub ratelimit_remaining: Option<usize>,
+    /// App manifest flow: code → the manifest GitHub's page accepted (one use).
+    pub manifest_codes: HashMap<String, Value>,
+    /// Apps returned by `POST /app-manifests/{code}/conversions`, secrets included.
+    pub converted_apps: Vec<Value>,
 }
 
 /// The running fake.
@@ -331,6 +335,32 @@ impl FakeGitHub {
 
     pub fn add_delivery(&self, delivery: Value) {
         self.state().deliveries.push(delivery);
+    }
+
+    /// What github.com does when a person submits the manifest form and
+    /// confirms: checks the manifest as GitHub does (`url` and
+    /// `hook_attributes.url` required) and returns the one-time code it puts
+    /// on the redirect URL.
+    pub fn accept_manifest(&self, manifest: &Value) -> Result<String, String> {
+        let name = manifest["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or("name is required")?;
+        manifest["url"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .ok_or("url is required")?;
+        manifest["hook_attributes"]["url"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .ok_or("hook_attributes.url is required")?;
+        if name.len() > 34 {
+            return Err("name is too long (maximum is 34 characters)".into());
+        }
+        let mut state = self.state();
+        let code = format!("c0de{:x}", next_id(&mut state) * 7919);
+        state.manifest_codes.insert(code.clone(), manifest.clone());
+        Ok(code)
     }
 
     // ---- inspection

@@ -264,6 +264,8 @@ fn route(
             ok(202, json!({}))
         }),
         ("GET", ["users", login]) => Ok(user(login)),
+        // Documented without authentication; the code is the credential.
+        ("POST", ["app-manifests", code, "conversions"]) => convert_manifest(state, code, now),
         ("GET", ["repos", o, r, "installation"]) => check_jwt(auth, now).and_then(|_| {
             let repo = state.repos.get(&format!("{o}/{r}")).ok_or_else(|| error(404, "Not Found"))?;
             let account = state.installations.get(&repo.installation).cloned().unwrap_or_default();
@@ -285,6 +287,47 @@ fn route(
         _ => Err(error(404, "Not Found")),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// `POST /app-manifests/{code}/conversions`: 201 with the App, its
+/// `client_id`/`client_secret`, `webhook_secret` and `pem`; 404 for an
+/// unknown or already used code. The id and key are the fake's own App, so
+/// the written credentials work against this fake.
+fn convert_manifest(state: &mut State, code: &str, now: SystemTime) -> Result<Reply, Reply> {
+    let manifest = state
+        .manifest_codes
+        .remove(code)
+        .ok_or_else(|| error(404, "Not Found"))?;
+    let name = manifest["name"].as_str().unwrap_or_default().to_string();
+    let slug: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let created =
+        chrono::DateTime::<chrono::Utc>::from(now).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let n = next_id(state);
+    let app = json!({
+        "id": APP_ID,
+        "slug": slug,
+        "node_id": format!("A_kwDOfake{n}"),
+        "client_id": format!("Iv23lifake{n}"),
+        "owner": {"login": "octo-org", "id": 1, "type": "Organization"},
+        "name": name,
+        "description": manifest["description"].clone(),
+        "external_url": manifest["url"].clone(),
+        "html_url": format!("https://github.com/apps/{slug}"),
+        "created_at": created,
+        "updated_at": created,
+        "permissions": manifest["default_permissions"].clone(),
+        "events": manifest["default_events"].clone(),
+        "installations_count": 0,
+        "client_secret": format!("fake-client-secret-{n}-{}", "s".repeat(24)),
+        "webhook_secret": format!("fake-webhook-secret-{n}-{}", "w".repeat(16)),
+        "pem": super::test_keys().pkcs1_pem.clone(),
+    });
+    state.converted_apps.push(app.clone());
+    Ok(ok(201, app))
 }
 
 fn mint(state: &mut State, id: &str, now: SystemTime) -> Result<Reply, Reply> {

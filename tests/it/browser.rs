@@ -1,0 +1,433 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium`
+//! and `chromium-driver`) driven over WebDriver against a real
+//! `orchestrator serve` with seeded jobs and a job that runs against the
+//! fake LLM. Screenshots are kept under `<target>/browser-artifacts/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fake_openai::FakeOpenAi;
+use crate::support::*;
+use crate::webdriver::{Browser, skip_or_require_browser};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
+const TOKEN: &str = "browser-test-token";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_server(dir: &Path, llm: &FakeOpenAi) -> Server {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("DATABASE_URL", format!("sqlite://{}/o.db", dir.display()))
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("ORCH_API_TOKEN", TOKEN)
+        .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ORCH_DATA_DIR", dir.join("data"))
+        .env("ORCH_WORKERS", "1")
+        .env("OPENAI_BASE_URL", &llm.url)
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("MODEL_CTO", "gpt-4.1")
+        .env("MODEL_CODER", "gpt-4.1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn project(dir: &Path) -> PathBuf {
+    let repo = dir.join("project");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(repo.join("README.md"), "# Project\n\nA project.\n").unwrap();
+    std::fs::write(repo.join("src/lib.rs"), "pub fn answer() -> u32 {\n    41\n}\n").unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "initial"]);
+    repo
+}
+
+const PLAN: &str = r#"{"steps": [
+  {"title": "Fix the answer", "rationale": "It is off by one.", "acceptance": "answer() returns 42",
+   "files": ["src/lib.rs"], "commands": ["cargo test"]},
+  {"title": "Document the answer", "rationale": "Users should know.", "acceptance": "README mentions 42",
+   "files": ["docs/answer.md"], "commands": []}
+]}"#;
+
+const STEP1: &str =
+    "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn answer() -> u32 {\n-    41\n+    42\n }\n";
+
+/// `<target>/browser-artifacts`, next to the test binaries' scratch directory.
+fn artifacts_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("browser-artifacts")
+}
+
+async fn deliver(client: &reqwest::Client, base: &str, event: &str, delivery: &str, body: &[u8]) {
+    let status = client
+        .post(format!("{base}/webhook"))
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header(
+            "x-hub-signature-256",
+            orchestrator::webhook::signature::sign(SECRET, body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202, "{event} {delivery}");
+}
+
+fn is_active(status: &str) -> bool {
+    orchestrator::jobs::JobStatus::parse(status).is_some_and(|s| s.is_active())
+}
+
+async fn job_status(client: &reqwest::Client, base: &str, id: &str) -> String {
+    let job: serde_json::Value = client
+        .get(format!("{base}/jobs/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    job["status"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_list_open_a_job_watch_it_live_and_cancel_it() {
+    if skip_or_require_browser() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = project(dir.path());
+    let llm = FakeOpenAi::start().await;
+    llm.push_answer_as(PLAN, "gpt-4.1", 1200, 300);
+    llm.push_answer_as(STEP1, "gpt-4.1", 2400, 150);
+    // Step 2 hangs: the job is still running when the browser looks at it.
+    llm.push_delay(Duration::from_secs(300));
+    llm.push_answer_as(
+        "=== FILE: docs/answer.md\nnever used\n=== END FILE\n",
+        "gpt-4.1",
+        1,
+        1,
+    );
+    let server = start_server(dir.path(), &llm);
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+
+    // Seeded history: an installation and two issue jobs (without a GitHub
+    // App they end `failed`, with that reason).
+    let mut installation: serde_json::Value =
+        serde_json::from_slice(&fixture("webhooks/installation/created.1.json")).unwrap();
+    installation["installation"]["id"] = INSTALLATION.into();
+    let installation = serde_json::to_vec(&installation).unwrap();
+    deliver(&client, &base, "installation", "seed-0", &installation).await;
+    for n in 1..=2u64 {
+        let body = derived("webhooks/issues/labeled.1.json", |v| {
+            v["label"]["name"] = "orchestrate".into();
+            v["issue"]["number"] = n.into();
+            v["issue"]["title"] = format!("Seeded issue {n} <b>not bold</b>").into();
+        });
+        deliver(&client, &base, "issues", &format!("seed-{n}"), &body).await;
+    }
+    let created: serde_json::Value = client
+        .post(format!("{base}/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "path": repo.display().to_string(),
+            "task": "Make answer() return 42\n\nAnd document it."
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while llm.requests().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not reach step 2; server log:\n{}",
+            std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Workers record only a job's final state; until then it reads as queued.
+    let running_as = job_status(&client, &base, &id).await;
+    assert!(is_active(&running_as), "{running_as}");
+
+    let shots = artifacts_dir();
+    let browser = Browser::start(1280, 900).await;
+    let wait = Duration::from_secs(15);
+
+    // Not logged in: the login page.
+    browser.goto(&format!("{base}/")).await;
+    browser.wait_for("input#token", wait).await;
+    assert!(browser.url().await.starts_with(&format!("{base}/login")));
+    browser.screenshot(&shots, "01-login").await;
+    browser.type_into("input#token", "wrong-token").await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .wait_for_text("#login-error", wait, |t| t.contains("not right"))
+        .await;
+    browser.type_into("input#token", TOKEN).await;
+    browser.click("form button[type=submit]").await;
+
+    // The list: the running task and the seeded jobs.
+    let row = format!("tr[data-job=\"{id}\"]");
+    browser.wait_for(&row, wait).await;
+    let table = browser.text("#jobs").await;
+    assert!(table.contains("Make answer() return 42"), "{table}");
+    assert!(
+        table.contains("Seeded issue 2 <b>not bold</b>"),
+        "escaped text reads as typed: {table}"
+    );
+    assert!(table.contains(&running_as), "{table}");
+    browser.screenshot(&shots, "02-jobs").await;
+
+    // The filter narrows the list.
+    browser.goto(&format!("{base}/?status={running_as}")).await;
+    browser.wait_for(&row, wait).await;
+    assert!(!browser.text("#jobs").await.contains("Seeded issue"));
+
+    // The job page: plan, the first step's diff, and a live event log.
+    browser.click(&format!("{row} a")).await;
+    browser
+        .wait_for_text("#job-status", wait, |t| t == running_as)
+        .await;
+    browser.wait_for_text("#live", wait, |t| t == "live").await;
+    let steps = browser.text("#steps").await;
+    assert!(
+        steps.contains("Fix the answer") && steps.contains("Document the answer"),
+        "{steps}"
+    );
+    let source = browser.source().await;
+    assert!(
+        source.contains("<span class=\"add\">+    42</span>"),
+        "step 1's diff is shown"
+    );
+    assert!(
+        source.contains("Context:"),
+        "step 1's context diagnostics are shown"
+    );
+    browser.screenshot(&shots, "03-job-running").await;
+    browser.click("details.diff-details summary").await;
+    browser.click("details.context summary").await;
+    browser.screenshot(&shots, "04-job-step-diff").await;
+    browser
+        .execute("document.querySelector('details.context').scrollIntoView()")
+        .await;
+    browser.screenshot(&shots, "05-job-context-and-events").await;
+
+    // A new event reaches the open page without a reload.
+    let marker = format!("operator note {}", uuid::Uuid::new_v4().simple());
+    insert_event(dir.path(), &id, &marker).await;
+    browser
+        .wait_for_text("#events", wait, |t| t.contains(&marker))
+        .await;
+
+    // Cancel: the page shows the request, then the new state arrives live.
+    browser.click("#cancel-form button").await;
+    browser
+        .wait_for_text("#notice", wait, |t| t.contains("Cancel requested"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job_status(&client, &base, &id).await != "cancelled" {
+        assert!(Instant::now() < deadline, "the worker did not cancel the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .wait_for_text("#job-status", wait, |t| t == "cancelled")
+        .await;
+    browser
+        .wait_for_text("#events", wait, |t| t.contains("cancelled"))
+        .await;
+    assert_eq!(job_status(&client, &base, &id).await, "cancelled");
+    browser.wait_for("#retry-form:not([hidden])", wait).await;
+    browser.screenshot(&shots, "06-job-cancelled").await;
+
+    browser.click("nav a[href=\"/dashboard/installations\"]").await;
+    browser.wait_for("#installations", wait).await;
+    browser.screenshot(&shots, "07-installations").await;
+
+    // The same pages on a phone-sized window.
+    browser.set_window(390, 844).await;
+    browser.goto(&format!("{base}/")).await;
+    browser.wait_for(&row, wait).await;
+    browser.screenshot(&shots, "08-jobs-phone").await;
+    browser.goto(&format!("{base}/dashboard/jobs/{id}")).await;
+    browser.wait_for("#events", wait).await;
+    browser.screenshot(&shots, "09-job-phone").await;
+
+    // Logging out ends the session in the browser.
+    browser.set_window(1280, 900).await;
+    browser.click("nav form button").await;
+    browser.wait_for("input#token", wait).await;
+    browser.goto(&format!("{base}/")).await;
+    browser.wait_for("input#token", wait).await;
+    eprintln!("browser screenshots: {}", shots.display());
+}
+
+/// A dashboard left open on a running job does not hold up a graceful
+/// shutdown: the event stream ends with the server (no browser needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = project(dir.path());
+    let llm = FakeOpenAi::start().await;
+    llm.push_delay(Duration::from_secs(300)); // the plan never comes: the job stays active
+    llm.push_answer_as(PLAN, "gpt-4.1", 1, 1);
+    let mut server = start_server(dir.path(), &llm);
+    let base = server.base.clone();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let created: serde_json::Value = client
+        .post(format!("{base}/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"path": repo.display().to_string(), "task": "Wait"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let login = client
+        .post(format!("{base}/login"))
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut stream = client
+        .get(format!("{base}/dashboard/jobs/{id}/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: status") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the stream speaks")
+            .unwrap()
+            .expect("the stream is open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "graceful shutdown exits 0, got {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop with a stream open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended with the server");
+}
+
+/// Writes an event the way a worker on another replica would: straight into the database.
+async fn insert_event(dir: &Path, job_id: &str, message: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}/o.db", dir.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, kind, status, message) VALUES ($1, $2, 'note', 'running', $3)",
+    )
+    .bind(job_id)
+    .bind(orchestrator::jobs::now_millis())
+    .bind(message)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
