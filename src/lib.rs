@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod gate;
 pub mod github;
+pub mod html;
 pub mod jobs;
 pub mod llm;
 pub mod memory;

@@ -92,12 +92,12 @@ async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     }
 }
 
-/// Cursors are opaque to clients: `<created_at ms>.<job id>`.
-fn encode_cursor(created_at: i64, id: &str) -> String {
+/// Cursors are opaque to clients: `<created_at ms>.<job id>` (the dashboard's too).
+pub(super) fn encode_cursor(created_at: i64, id: &str) -> String {
     format!("{created_at}.{id}")
 }
 
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+pub(super) fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('.')?;
     let at = at.parse().ok()?;
     (!id.is_empty() && id.len() <= 64).then(|| (at, id.to_string()))

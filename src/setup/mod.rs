@@ -31,6 +31,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::html::escape;
+
 /// GitHub wants the three steps done within one hour.
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -423,22 +425,6 @@ fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
-/// HTML text and attribute escaping.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,13 +439,5 @@ mod tests {
         assert!(valid_code("a1B2-c_3"));
         assert!(!valid_code("../app"));
         assert!(!valid_code(""));
-    }
-
-    #[test]
-    fn escaping_covers_attributes() {
-        assert_eq!(
-            escape(r#"{"a":"<b>&'"}"#),
-            "{&quot;a&quot;:&quot;&lt;b&gt;&amp;&#39;&quot;}"
-        );
     }
 }

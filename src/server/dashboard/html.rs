@@ -9,21 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::jobs::UnixMillis;
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::escape as esc;
 
 /// An `href` for a URL from the outside world: only http(s), else nothing.
 pub fn safe_href(url: &str) -> Option<String> {

@@ -29,6 +29,7 @@ use axum::{Router, middleware};
 use serde::Deserialize;
 
 use super::AppState;
+use super::api::{decode_cursor, encode_cursor};
 use crate::jobs::{JobStatus, now_millis};
 use crate::store::{JobFilter, RetryOutcome};
 use session::{Session, SessionKey};
@@ -218,6 +219,25 @@ fn presented(form: &Result<Form<CsrfForm>, FormRejection>) -> Option<&str> {
     form.as_ref().ok().and_then(|Form(f)| f.csrf.as_deref())
 }
 
+/// Checks a job action's session and CSRF token, and that the job exists:
+/// its status.
+async fn job_action_status(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    id: &str,
+    form: &Result<Form<CsrfForm>, FormRejection>,
+) -> Result<JobStatus, Refusal> {
+    let key = key(state)?;
+    session::check_csrf(headers, session, &key, presented(form))?;
+    state
+        .store
+        .job_status(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&format!("There is no job {id}.")))
+}
+
 async fn cancel(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
@@ -225,24 +245,19 @@ async fn cancel(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
-    let key = key(&state)?;
-    session::check_csrf(&headers, &session, &key, presented(&form))?;
-    let notice = match state.store.job_status(&id).await.map_err(internal)? {
-        None => return Err(not_found(&format!("There is no job {id}."))),
-        Some(status) if !status.is_active() => format!("The job has already ended ({}).", status.as_str()),
-        Some(_) => {
-            if state
-                .store
-                .request_cancel(&id, now_millis())
-                .await
-                .map_err(internal)?
-            {
-                tracing::info!(job = %id, "cancel requested from the dashboard");
-                "Cancel requested: the job stops at its next checkpoint.".to_string()
-            } else {
-                "The job has already ended.".to_string()
-            }
-        }
+    let status = job_action_status(&state, &session, &headers, &id, &form).await?;
+    let notice = if !status.is_active() {
+        format!("The job has already ended ({}).", status.as_str())
+    } else if state
+        .store
+        .request_cancel(&id, now_millis())
+        .await
+        .map_err(internal)?
+    {
+        tracing::info!(job = %id, "cancel requested from the dashboard");
+        "Cancel requested: the job stops at its next checkpoint.".to_string()
+    } else {
+        "The job has already ended.".to_string()
     };
     Ok(back_to_job(&id, &notice))
 }
@@ -254,11 +269,7 @@ async fn retry(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
-    let key = key(&state)?;
-    session::check_csrf(&headers, &session, &key, presented(&form))?;
-    if state.store.job_status(&id).await.map_err(internal)?.is_none() {
-        return Err(not_found(&format!("There is no job {id}.")));
-    }
+    job_action_status(&state, &session, &headers, &id, &form).await?;
     let notice = match state.store.retry_job(&id, now_millis()).await.map_err(internal)? {
         RetryOutcome::Queued { attempt } => {
             tracing::info!(job = %id, attempt, "retry requested from the dashboard");
@@ -381,15 +392,4 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-/// The list's cursor, the same shape as the API's: `<created_at ms>.<job id>`.
-fn encode_cursor(created_at: i64, id: &str) -> String {
-    format!("{created_at}.{id}")
-}
-
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let (at, id) = cursor.split_once('.')?;
-    let at = at.parse().ok()?;
-    (!id.is_empty() && id.len() <= 64).then(|| (at, id.to_string()))
 }
