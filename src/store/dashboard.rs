@@ -4,6 +4,7 @@
 
 use sqlx::{AssertSqlSafe, FromRow};
 
+use super::jobs::RepoMatch;
 use super::{JobFilter, Result, Store};
 use crate::jobs::UnixMillis;
 
@@ -101,45 +102,11 @@ struct InstallationRow {
 impl Store {
     /// A page of jobs for the dashboard, with the same filters and cursor as `GET /jobs`.
     pub async fn job_records(&self, filter: &JobFilter) -> Result<JobRecordPage> {
-        // Only fixed fragments are concatenated; every value is bound.
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        if filter.status.is_some() {
-            sql.push_str(&format!(" AND status = ${}", next()));
-        }
-        if filter.repo.is_some() {
-            let (a, b) = (next(), next());
-            sql.push_str(&format!(" AND (repo = ${a} OR local_path = ${b})"));
-        }
-        if filter.cursor.is_some() {
-            let (a, b, c) = (next(), next(), next());
-            sql.push_str(&format!(
-                " AND (created_at < ${a} OR (created_at = ${b} AND id < ${c}))"
-            ));
-        }
-        let limit = filter.limit.clamp(1, 100);
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit + 1));
-        let mut query = sqlx::query_as::<_, JobRecord>(AssertSqlSafe(sql));
-        if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
-        }
-        if let Some(repo) = &filter.repo {
-            query = query.bind(repo.clone()).bind(repo.clone());
-        }
-        if let Some((created_at, id)) = &filter.cursor {
-            query = query.bind(*created_at).bind(*created_at).bind(id.clone());
-        }
-        let mut jobs = query.fetch_all(&self.read).await?;
-        let next_cursor = if jobs.len() > limit as usize {
-            jobs.truncate(limit as usize);
-            jobs.last().map(|r| (r.created_at, r.id.clone()))
-        } else {
-            None
-        };
+        let (jobs, next_cursor) = self
+            .job_rows_page::<JobRecord>(RECORD_COLUMNS, filter, RepoMatch::RepoOrLocalPath, |r| {
+                (r.created_at, r.id.clone())
+            })
+            .await?;
         Ok(JobRecordPage { jobs, next_cursor })
     }
 

@@ -1,5 +1,6 @@
 //! Reading jobs for the API.
 
+use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, FromRow};
 
 use super::{Result, Store, StoreError};
@@ -14,6 +15,15 @@ pub struct JobFilter {
     pub limit: u32,
     /// `(created_at, id)` of the last job of the previous page.
     pub cursor: Option<(i64, String)>,
+}
+
+/// What a filter's `repo` matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RepoMatch {
+    /// The GitHub repository only (the API).
+    Repo,
+    /// The GitHub repository or the local checkout (the dashboard).
+    RepoOrLocalPath,
 }
 
 /// One page of jobs, newest first.
@@ -94,8 +104,33 @@ impl Store {
 
     /// A page of jobs, newest first.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<JobPage> {
+        let (rows, next_cursor) = self
+            .job_rows_page::<JobRow>(JOB_COLUMNS, filter, RepoMatch::Repo, |r| {
+                (r.created_at, r.id.clone())
+            })
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let steps = self.steps_of(&row.id).await?;
+            jobs.push(row.into_view(steps)?);
+        }
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    /// A page of the jobs matching `filter` as rows of `columns`, newest
+    /// first, and the cursor of the next page (`cursor_of` the last row).
+    pub(super) async fn job_rows_page<T>(
+        &self,
+        columns: &str,
+        filter: &JobFilter,
+        repo_match: RepoMatch,
+        cursor_of: fn(&T) -> (i64, String),
+    ) -> Result<(Vec<T>, Option<(i64, String)>)>
+    where
+        T: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+    {
         // Only fixed fragments are concatenated; every value is bound.
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        let mut sql = format!("SELECT {columns} FROM jobs WHERE 1 = 1");
         let mut n = 0;
         let mut next = || {
             n += 1;
@@ -105,7 +140,13 @@ impl Store {
             sql.push_str(&format!(" AND status = ${}", next()));
         }
         if filter.repo.is_some() {
-            sql.push_str(&format!(" AND repo = ${}", next()));
+            match repo_match {
+                RepoMatch::Repo => sql.push_str(&format!(" AND repo = ${}", next())),
+                RepoMatch::RepoOrLocalPath => {
+                    let (a, b) = (next(), next());
+                    sql.push_str(&format!(" AND (repo = ${a} OR local_path = ${b})"));
+                }
+            }
         }
         if filter.cursor.is_some() {
             let (a, b, c) = (next(), next(), next());
@@ -115,12 +156,15 @@ impl Store {
         }
         let limit = filter.limit.clamp(1, 100);
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {}", limit + 1));
-        let mut query = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql));
+        let mut query = sqlx::query_as::<_, T>(AssertSqlSafe(sql));
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
         }
         if let Some(repo) = &filter.repo {
             query = query.bind(repo.clone());
+            if repo_match == RepoMatch::RepoOrLocalPath {
+                query = query.bind(repo.clone());
+            }
         }
         if let Some((created_at, id)) = &filter.cursor {
             query = query.bind(*created_at).bind(*created_at).bind(id.clone());
@@ -128,16 +172,11 @@ impl Store {
         let mut rows = query.fetch_all(&self.read).await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
-            rows.last().map(|r| (r.created_at, r.id.clone()))
+            rows.last().map(cursor_of)
         } else {
             None
         };
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let steps = self.steps_of(&row.id).await?;
-            jobs.push(row.into_view(steps)?);
-        }
-        Ok(JobPage { jobs, next_cursor })
+        Ok((rows, next_cursor))
     }
 
     async fn steps_of(&self, job_id: &str) -> Result<Vec<StepView>> {

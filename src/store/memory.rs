@@ -122,6 +122,36 @@ fn note_of(row: NoteRow) -> Result<StoredNote> {
     })
 }
 
+/// The job's notes, oldest first, read through `executor`.
+async fn notes_of<'e, E>(executor: E, job_id: &str) -> Result<Vec<StoredNote>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<NoteRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {NOTE_COLUMNS} FROM memory_items WHERE job_id = $1 ORDER BY id"
+    )))
+    .bind(job_id)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter().map(note_of).collect()
+}
+
+/// The two tables whose rows count against a job's memory limits.
+#[derive(Debug, Clone, Copy)]
+enum MemoryTable {
+    Notes,
+    Files,
+}
+
+impl MemoryTable {
+    fn name(self) -> &'static str {
+        match self {
+            MemoryTable::Notes => "memory_items",
+            MemoryTable::Files => "memory_files",
+        }
+    }
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -135,13 +165,7 @@ pub struct MemoryCompaction {
 impl MemoryCompaction {
     /// The job's notes, oldest first.
     pub async fn notes(&mut self) -> Result<Vec<StoredNote>> {
-        let rows: Vec<NoteRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {NOTE_COLUMNS} FROM memory_items WHERE job_id = $1 ORDER BY id"
-        )))
-        .bind(self.job_id.as_str())
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.into_iter().map(note_of).collect()
+        notes_of(&mut *self.tx, &self.job_id).await
     }
 
     /// Deletes these notes of the job, matched by id and creation time (so
@@ -209,16 +233,36 @@ impl Store {
         })
     }
 
-    async fn note_usage(tx: &mut Transaction<'_, sqlx::Any>, job_id: &str) -> Result<MemoryUsage> {
-        let (items, bytes): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), CAST(SUM(bytes) AS BIGINT) FROM memory_items WHERE job_id = $1")
-                .bind(job_id)
-                .fetch_one(&mut **tx)
-                .await?;
+    /// What the job's rows in `table` (`memory_items` or `memory_files`) use.
+    async fn usage_in(
+        tx: &mut Transaction<'_, sqlx::Any>,
+        table: MemoryTable,
+        job_id: &str,
+    ) -> Result<MemoryUsage> {
+        let sql = format!(
+            "SELECT COUNT(*), CAST(SUM(bytes) AS BIGINT) FROM {} WHERE job_id = $1",
+            table.name()
+        );
+        let (items, bytes): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(job_id)
+            .fetch_one(&mut **tx)
+            .await?;
         Ok(MemoryUsage {
             items: u64::try_from(items).unwrap_or(0),
             bytes: u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
         })
+    }
+
+    /// Opens a write transaction on the job's memory holding its lock;
+    /// `None` when the job does not exist.
+    async fn begin_memory_write(&self, job_id: &str) -> Result<Option<Transaction<'static, sqlx::Any>>> {
+        let mut tx = self.write.begin().await?;
+        self.lock_job_memory(&mut tx, job_id).await?;
+        let job: Option<String> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        Ok(job.map(|_| tx))
     }
 
     /// Stores a note unless the job is missing, a note with the same
@@ -231,16 +275,10 @@ impl Store {
         limits: &MemoryConfig,
         now: UnixMillis,
     ) -> Result<NoteInsert> {
-        let mut tx = self.write.begin().await?;
-        self.lock_job_memory(&mut tx, job_id).await?;
-        let job: Option<String> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if job.is_none() {
+        let Some(mut tx) = self.begin_memory_write(job_id).await? else {
             return Ok(NoteInsert::NoJob);
-        }
-        let usage = Self::note_usage(&mut tx, job_id).await?;
+        };
+        let usage = Self::usage_in(&mut tx, MemoryTable::Notes, job_id).await?;
         if let Some(key) = note.idempotency_key {
             let existing: Option<NoteRow> = sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT {NOTE_COLUMNS} FROM memory_items WHERE job_id = $1 AND idempotency_key = $2"
@@ -305,19 +343,13 @@ impl Store {
 
     /// The job's notes, oldest first.
     pub async fn memory_notes(&self, job_id: &str) -> Result<Vec<StoredNote>> {
-        let rows: Vec<NoteRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {NOTE_COLUMNS} FROM memory_items WHERE job_id = $1 ORDER BY id"
-        )))
-        .bind(job_id)
-        .fetch_all(&self.write)
-        .await?;
-        rows.into_iter().map(note_of).collect()
+        notes_of(&self.write, job_id).await
     }
 
     /// How many notes the job has and their bytes.
     pub async fn memory_usage(&self, job_id: &str) -> Result<MemoryUsage> {
         let mut tx = self.write.begin().await?;
-        let usage = Self::note_usage(&mut tx, job_id).await?;
+        let usage = Self::usage_in(&mut tx, MemoryTable::Notes, job_id).await?;
         tx.commit().await?;
         Ok(usage)
     }
@@ -332,24 +364,10 @@ impl Store {
         limits: &MemoryConfig,
         now: UnixMillis,
     ) -> Result<FileWrite> {
-        let mut tx = self.write.begin().await?;
-        self.lock_job_memory(&mut tx, job_id).await?;
-        let job: Option<String> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1")
-            .bind(job_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if job.is_none() {
+        let Some(mut tx) = self.begin_memory_write(job_id).await? else {
             return Ok(FileWrite::NoJob);
-        }
-        let (items, bytes): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), CAST(SUM(bytes) AS BIGINT) FROM memory_files WHERE job_id = $1")
-                .bind(job_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let usage = MemoryUsage {
-            items: u64::try_from(items).unwrap_or(0),
-            bytes: u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
         };
+        let usage = Self::usage_in(&mut tx, MemoryTable::Files, job_id).await?;
         let existing: Option<(i64, i64)> =
             sqlx::query_as("SELECT bytes, created_at FROM memory_files WHERE job_id = $1 AND name = $2")
                 .bind(job_id)
