@@ -4,100 +4,29 @@
 //! fake LLM. Screenshots are kept under `<target>/browser-artifacts/`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fake_openai::FakeOpenAi;
+use crate::support::serve::{Served, answer_project, free_port, post_webhook, serve_command};
 use crate::support::*;
 use crate::webdriver::{Browser, skip_or_require_browser};
 
-const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
 const TOKEN: &str = "browser-test-token";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_server(dir: &Path, llm: &FakeOpenAi) -> Server {
+fn start_server(dir: &Path, llm: &FakeOpenAi) -> Served {
     let port = free_port();
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut command = serve_command(dir, port);
+    command
         .env("HOME", dir)
         .env("DATABASE_URL", format!("sqlite://{}/o.db", dir.display()))
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
         .env("ORCH_API_TOKEN", TOKEN)
-        .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
         .env("ORCH_DATA_DIR", dir.join("data"))
         .env("ORCH_WORKERS", "1")
         .env("OPENAI_BASE_URL", &llm.url)
         .env("OPENAI_API_KEY", "sk-test")
         .env("MODEL_CTO", "gpt-4.1")
-        .env("MODEL_CODER", "gpt-4.1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn project(dir: &Path) -> PathBuf {
-    let repo = dir.join("project");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    std::fs::write(repo.join("README.md"), "# Project\n\nA project.\n").unwrap();
-    std::fs::write(repo.join("src/lib.rs"), "pub fn answer() -> u32 {\n    41\n}\n").unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "initial"]);
-    repo
+        .env("MODEL_CODER", "gpt-4.1");
+    Served::start(command, port, Some(&dir.join("server.log")))
 }
 
 const PLAN: &str = r#"{"steps": [
@@ -117,19 +46,7 @@ fn artifacts_dir() -> PathBuf {
 }
 
 async fn deliver(client: &reqwest::Client, base: &str, event: &str, delivery: &str, body: &[u8]) {
-    let status = client
-        .post(format!("{base}/webhook"))
-        .header("x-github-event", event)
-        .header("x-github-delivery", delivery)
-        .header(
-            "x-hub-signature-256",
-            orchestrator::webhook::signature::sign(SECRET, body),
-        )
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = post_webhook(client, base, event, delivery, body).await;
     assert_eq!(status, 202, "{event} {delivery}");
 }
 
@@ -156,7 +73,7 @@ async fn log_in_list_open_a_job_watch_it_live_and_cancel_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let repo = project(dir.path());
+    let repo = answer_project(dir.path());
     let llm = FakeOpenAi::start().await;
     llm.push_answer_as(PLAN, "gpt-4.1", 1200, 300);
     llm.push_answer_as(STEP1, "gpt-4.1", 2400, 150);
@@ -331,7 +248,7 @@ async fn log_in_list_open_a_job_watch_it_live_and_cancel_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_event_stream_does_not_hold_up_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = project(dir.path());
+    let repo = answer_project(dir.path());
     let llm = FakeOpenAi::start().await;
     llm.push_delay(Duration::from_secs(300)); // the plan never comes: the job stays active
     llm.push_answer_as(PLAN, "gpt-4.1", 1, 1);
@@ -385,26 +302,10 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "graceful shutdown exits 0, got {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not stop with a stream open"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("the server did not stop with a stream open");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
     let rest = tokio::time::timeout(Duration::from_secs(5), async {
         while let Ok(Some(_)) = stream.chunk().await {}
     })

@@ -1,84 +1,27 @@
 //! The real binary: durability across `kill -9`, graceful shutdown, CLI.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::serve::{BIN, Served, free_port, post_webhook, serve_command};
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
-
-struct Server {
-    child: Child,
-    base: String,
+fn start(dir: &std::path::Path) -> Served {
+    start_with(dir, &[], None)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &std::path::Path) -> Server {
-    start_with(dir, &[], Stdio::null())
-}
-
-fn start_with(dir: &std::path::Path, env: &[(&str, &str)], log: Stdio) -> Server {
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)], log: Option<&std::path::Path>) -> Served {
     let port = free_port();
-    let mut command = Command::new(BIN);
-    command
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}/o.db", dir.display()))
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ORCH_DATA_DIR", dir)
-        .env("RUST_LOG", "warn");
+    let mut command = serve_command(dir, port);
+    command.env("DATABASE_URL", format!("sqlite://{}/o.db", dir.display()));
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command.stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not start");
+    Served::start(command, port, log)
 }
 
-impl Drop for Server {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-async fn post(client: &reqwest::Client, base: &str, delivery: &str, body: &[u8]) -> reqwest::StatusCode {
-    client
-        .post(format!("{base}/webhook"))
-        .header("x-github-event", "issues")
-        .header("x-github-delivery", delivery)
-        .header(
-            "x-hub-signature-256",
-            orchestrator::webhook::signature::sign(SECRET, body),
-        )
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
+async fn post(client: &reqwest::Client, base: &str, delivery: &str, body: &[u8]) -> u16 {
+    post_webhook(client, base, "issues", delivery, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +38,7 @@ async fn acknowledged_deliveries_survive_kill_9() {
         acknowledged.push(delivery);
     }
     // SIGKILL the moment after the last acknowledgement: no shutdown code runs.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill_9();
 
     let mut server = start(dir.path());
     for delivery in &acknowledged {
@@ -111,19 +53,11 @@ async fn acknowledged_deliveries_survive_kill_9() {
     terminate(&mut server);
 }
 
-fn terminate(server: &mut Server) {
-    let pid = server.child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            assert!(status.success(), "graceful shutdown exits 0, got {status}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = server.child.kill();
-    panic!("server did not stop on SIGTERM");
+fn terminate(server: &mut Served) {
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("server did not stop on SIGTERM");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
 #[tokio::test]
@@ -215,7 +149,6 @@ async fn no_secret_reaches_the_trace_log_or_the_database() {
 
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("server.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let app_id = APP_ID.to_string();
     let key = test_keys().pkcs1_pem.clone();
     let secrets = [
@@ -232,7 +165,7 @@ async fn no_secret_reaches_the_trace_log_or_the_database() {
         ("GITHUB_PRIVATE_KEY", key.as_str()),
         ("GITHUB_API_URL", fake.url.as_str()),
     ]);
-    let mut server = start_with(dir.path(), &env, Stdio::from(log));
+    let mut server = start_with(dir.path(), &env, Some(&log_path));
     let client = reqwest::Client::new();
     assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 202);
     assert_eq!(post(&client, &server.base, "s-1", &labeled(1)).await, 200);
@@ -343,7 +276,7 @@ async fn a_job_survives_kill_9_during_step_2() {
         ("ORCH_LEASE_SECS", "5"),
         ("ORCH_WORKERS", "1"),
     ];
-    let mut server = start_with(dir.path(), &env, Stdio::null());
+    let mut server = start_with(dir.path(), &env, None);
     let client = reqwest::Client::new();
     assert_eq!(post(&client, &server.base, "crash-1", &labeled(1)).await, 202);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -351,10 +284,9 @@ async fn a_job_survives_kill_9_during_step_2() {
         assert!(Instant::now() < deadline, "step 2 never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server.child.kill().unwrap(); // SIGKILL: no shutdown code runs
-    server.child.wait().unwrap();
+    server.kill_9();
 
-    let mut server = start_with(dir.path(), &env, Stdio::null());
+    let mut server = start_with(dir.path(), &env, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while github.pulls(&repo).is_empty() {
         assert!(

@@ -9,8 +9,8 @@
 //! returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,9 @@ use orchestrator::github::RepoRef;
 
 use crate::fake_github::{APP_ID, FakeGitHub, keys::test_keys};
 use crate::fake_openai::{FakeOpenAi, RecordedRequest, Scripted};
+use crate::support::serve::{Served, free_port, post_webhook, serve_command};
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
 const PLANNER_MODEL: &str = "gpt-4.1-mini";
 const CODER_MODEL: &str = "gpt-4.1";
 
@@ -284,117 +284,44 @@ fn git(bare: &Path, args: &[&str]) -> String {
 
 struct Replica {
     name: String,
-    child: Child,
-    base: String,
-    log: PathBuf,
+    server: Served,
     _data: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Replica {
     fn start(name: &str, env: &[(&str, &str)]) -> Replica {
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
-        let log = data.path().join("server.log");
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .current_dir(data.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env("ORCH_API_TOKEN", API_TOKEN)
-            .env("ORCH_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ORCH_DATA_DIR", data.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+        let mut command = serve_command(data.path(), port);
+        command.env("ORCH_API_TOKEN", API_TOKEN).env(
+            "RUST_LOG",
+            std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         for (k, v) in env {
             command.env(k, v);
         }
-        let stderr = std::fs::File::create(&log).unwrap();
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap();
-        let mut replica = Replica {
+        let server = Served::start(command, port, Some(&data.path().join("server.log")));
+        Replica {
             name: name.to_string(),
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
+            server,
             _data: data,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = replica.child.try_wait() {
-                panic!("replica {name} exited with {status}:\n{}", replica.log_tail());
-            }
-            assert!(Instant::now() < deadline, "replica {name} did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        replica
     }
 
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+    fn base(&self) -> &str {
+        &self.server.base
     }
 
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no shutdown code runs
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill_9();
-    }
-}
-
-impl Drop for Replica {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+    /// SIGTERM, and SIGKILL when it has not stopped within 15 s.
+    fn stop(&mut self) {
+        if self.server.terminate(Duration::from_secs(15)).is_none() {
+            self.server.kill_9();
         }
     }
 }
 
 async fn post_delivery(client: &reqwest::Client, base: &str, delivery: &str, body: &[u8]) -> u16 {
-    client
-        .post(format!("{base}/webhook"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "issues")
-        .header("x-github-delivery", delivery)
-        .header(
-            "x-hub-signature-256",
-            orchestrator::webhook::signature::sign(SECRET, body),
-        )
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_webhook(client, base, "issues", delivery, body).await
 }
 
 /// A plan of posts: each delivery id to one or more replicas (indices).
@@ -516,7 +443,7 @@ async fn wait_for_success(pool: &sqlx::AnyPool, expected: i64, limit: Duration, 
         let logs = || {
             replicas
                 .iter()
-                .map(|r| format!("--- {} ---\n{}", r.name, r.log_tail()))
+                .map(|r| format!("--- {} ---\n{}", r.name, r.server.log_tail()))
                 .collect::<Vec<_>>()
                 .join("\n")
         };
@@ -555,7 +482,7 @@ async fn throughput(
     let started: Vec<Replica> = (0..replicas)
         .map(|n| fleet.start_replica(&format!("solo-{n}"), &env))
         .collect();
-    let bases: Vec<String> = started.iter().map(|r| r.base.clone()).collect();
+    let bases: Vec<String> = started.iter().map(|r| r.base().to_string()).collect();
     let posts = fleet
         .jobs()
         .into_iter()
@@ -576,7 +503,7 @@ async fn throughput(
     let rate = jobs as f64 / clock.elapsed().as_secs_f64();
     pool.close().await;
     for mut replica in started {
-        replica.terminate();
+        replica.stop();
     }
     drop_database(&fleet.db_url).await;
     rate
@@ -597,7 +524,7 @@ async fn two_replicas_run_200_jobs_exactly_once() {
     let env = [("ORCH_WORKERS", "3")];
     let mut a = fleet.start_replica("a", &env);
     let mut b = fleet.start_replica("b", &env);
-    let bases = vec![a.base.clone(), b.base.clone()];
+    let bases = vec![a.base().to_string(), b.base().to_string()];
     let posts: Vec<Post> = fleet
         .jobs()
         .into_iter()
@@ -641,8 +568,8 @@ async fn two_replicas_run_200_jobs_exactly_once() {
     assert_eq!(plans.len() + steps.len(), 400, "no request for an unknown job");
     fleet.assert_each_job_published_once();
     pool.close().await;
-    a.terminate();
-    b.terminate();
+    a.stop();
+    b.stop();
     drop_database(&fleet.db_url).await;
     drop(fleet);
 
@@ -683,7 +610,10 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     // Replica a alone first, to learn its lease owner name from its first claim.
     let mut a = fleet.start_replica("a", &env);
     let client = reqwest::Client::new();
-    assert_eq!(post_delivery(&client, &a.base, &delivery(0), &body(0)).await, 202);
+    assert_eq!(
+        post_delivery(&client, a.base(), &delivery(0), &body(0)).await,
+        202
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let a_owner = loop {
         let owner: Option<String> =
@@ -694,12 +624,16 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
         if let Some(owner) = owner {
             break owner.rsplit_once("-w").unwrap().0.to_string();
         }
-        assert!(Instant::now() < deadline, "a claimed nothing:\n{}", a.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "a claimed nothing:\n{}",
+            a.server.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
     let b = fleet.start_replica("b", &env);
-    let bases = vec![a.base.clone(), b.base.clone()];
+    let bases = vec![a.base().to_string(), b.base().to_string()];
     let posts = (1..jobs.len())
         .map(|n| Post {
             delivery: delivery(n),
@@ -722,7 +656,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
         .await
         .unwrap();
         if done >= 3 && held.len() >= 2 {
-            a.kill_9();
+            a.server.kill_9();
             break held;
         }
         assert!(Instant::now() < deadline, "never caught a holding leases");
@@ -773,7 +707,7 @@ async fn a_killed_replicas_jobs_are_finished_by_the_other() {
     );
     pool.close().await;
     let mut b = b;
-    b.terminate();
+    b.stop();
     drop_database(&fleet.db_url).await;
 }
 
@@ -808,7 +742,7 @@ async fn one_delivery_posted_to_both_replicas_at_once_is_recorded_once() {
     let rounds = 60u64;
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let mut racers = Vec::new();
-    for base in [a.base.clone(), b.base.clone()] {
+    for base in [a.base().to_string(), b.base().to_string()] {
         let barrier = barrier.clone();
         racers.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -845,8 +779,8 @@ async fn one_delivery_posted_to_both_replicas_at_once_is_recorded_once() {
         "one job per delivery"
     );
     pool.close().await;
-    a.terminate();
-    b.terminate();
+    a.stop();
+    b.stop();
     drop_database(&db_url).await;
 }
 

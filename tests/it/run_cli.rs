@@ -2,40 +2,9 @@
 //! binary, the real OpenAI client, the real diff engine and git.
 
 use std::path::Path;
-use std::process::Command as StdCommand;
 
 use crate::fake_openai::FakeOpenAi;
-
-const BIN: &str = env!("CARGO_BIN_EXE_orchestrator");
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = StdCommand::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn repo(dir: &Path) -> std::path::PathBuf {
-    let repo = dir.join("project");
-    std::fs::create_dir_all(repo.join("src")).unwrap();
-    std::fs::write(repo.join("README.md"), "# Project\n\nA project.\n").unwrap();
-    std::fs::write(repo.join("src/lib.rs"), "pub fn answer() -> u32 {\n    41\n}\n").unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "initial"]);
-    repo
-}
+use crate::support::serve::{BIN, answer_project, git_in as git};
 
 const PLAN: &str = r#"Here is the plan:
 ```json
@@ -74,7 +43,7 @@ async fn run(repo: &Path, data: &Path, fake: &FakeOpenAi) -> std::process::Outpu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_plans_codes_and_commits_on_a_new_branch() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path());
+    let repo = answer_project(dir.path());
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let head_before = git(&repo, &["rev-parse", "HEAD"]);
@@ -131,7 +100,7 @@ async fn run_plans_codes_and_commits_on_a_new_branch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_fails_with_a_readable_reason_when_the_plan_is_garbage() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path());
+    let repo = answer_project(dir.path());
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let fake = FakeOpenAi::start().await;

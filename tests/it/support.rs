@@ -16,6 +16,8 @@ use orchestrator::webhook::signature::sign;
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod serve;
+
 pub const SECRET: &str = "test-webhook-secret";
 pub const API_TOKEN: &str = "test-api-token";
 /// The installation id our derived App deliveries carry.
