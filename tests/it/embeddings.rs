@@ -6,11 +6,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use orchestrator::llm::budget::Limits;
 use orchestrator::llm::openai::OpenAiModel;
 use orchestrator::llm::transport::{RetryPolicy, RetryingTransport};
 use orchestrator::pipeline::embeddings::{Embedder, content_hash, dense_ranking};
 use orchestrator::pipeline::metered::{MeteredModel, limits_from_config};
 use orchestrator::pricing::Pricing;
+use orchestrator::store::Store;
 use orchestrator_context::{
     ContextRequest, ContextSettings, Decision, IndexOptions, RepoIndex, StepInput, build_context,
 };
@@ -83,6 +85,54 @@ fn open_index(root: &Path, cache: &Path) -> RepoIndex {
     RepoIndex::open(root, cache, &IndexOptions::default()).unwrap().0
 }
 
+/// The repository of [`write_repo`] with its index cache, and a model on the
+/// fake OpenAI-compatible endpoint.
+struct Rig {
+    repo: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    fake: FakeOpenAi,
+    model: OpenAiModel,
+    pricing: Pricing,
+    cancel: CancellationToken,
+}
+
+impl Rig {
+    /// `api_key`: the bearer token the model sends, if any.
+    async fn new(api_key: Option<&str>) -> Rig {
+        let repo = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        write_repo(repo.path());
+        let fake = FakeOpenAi::start().await;
+        let key = api_key.map(SecretString::from);
+        let model = OpenAiModel::new(&fake.url, key.as_ref(), transport());
+        Rig {
+            repo,
+            cache,
+            fake,
+            model,
+            pricing: pricing(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn metered(&self, limits: Limits) -> MeteredModel<'_> {
+        MeteredModel::new(&self.model, &self.pricing, limits, Instant::now())
+    }
+
+    fn embedder<'a>(&'a self, store: &'a Store, metered: &'a MeteredModel<'a>) -> Embedder<'a> {
+        Embedder {
+            store,
+            model: metered,
+            embedding_model: MODEL,
+            cancel: &self.cancel,
+        }
+    }
+
+    fn index(&self) -> RepoIndex {
+        open_index(self.repo.path(), self.cache.path())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vector_cache_works_on_every_backend() {
     for (backend, url) in backends().await {
@@ -127,25 +177,14 @@ async fn the_vector_cache_works_on_every_backend() {
 async fn vectors_are_computed_once_and_a_changed_chunk_is_the_only_new_input() {
     for (backend, url) in backends().await {
         let app = app_on(&url, &[]).await;
-        let repo = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        write_repo(repo.path());
-        let fake = FakeOpenAi::start().await;
-        let model = OpenAiModel::new(&fake.url, Some(&SecretString::from("sk-test")), transport());
-        let pricing = pricing();
-        let limits = limits_from_config(&app.state.config.budget, 100.0);
-        let metered = MeteredModel::new(&model, &pricing, limits, Instant::now());
-        let cancel = CancellationToken::new();
-        let embedder = Embedder {
-            store: &app.store,
-            model: &metered,
-            embedding_model: MODEL,
-            cancel: &cancel,
-        };
+        let rig = Rig::new(Some("sk-test")).await;
+        let fake = &rig.fake;
+        let metered = rig.metered(limits_from_config(&app.state.config.budget, 100.0));
+        let embedder = rig.embedder(&app.store, &metered);
         let settings = ContextSettings::default();
         let req = request();
 
-        let index = open_index(repo.path(), cache.path());
+        let index = rig.index();
         let pool = orchestrator_context::retrieval_pool(&index, &req, &settings);
         assert!(pool.chunks.len() > 10, "{backend}: {}", pool.chunks.len());
         let first = embedder.rank(&index, &req, &settings).await.unwrap();
@@ -177,14 +216,14 @@ async fn vectors_are_computed_once_and_a_changed_chunk_is_the_only_new_input() {
         );
 
         // One function changes: its chunk is the only new input.
-        let path = repo.path().join("src/retry.rs");
+        let path = rig.repo.path().join("src/retry.rs");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(
             &path,
             text.replace("u64::from(attempt) * 3", "u64::from(attempt) * 3 + 1"),
         )
         .unwrap();
-        let index = open_index(repo.path(), cache.path());
+        let index = rig.index();
         embedder.rank(&index, &req, &settings).await.unwrap();
         let sent = fake.embedding_requests();
         assert_eq!(sent.len(), 2, "{backend}");
@@ -210,39 +249,28 @@ async fn vectors_are_computed_once_and_a_changed_chunk_is_the_only_new_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dense_ranking_brings_in_a_chunk_bm25_ranks_low() {
     let app = TestApp::new().await;
-    let repo = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    write_repo(repo.path());
+    let rig = Rig::new(None).await;
+    let fake = &rig.fake;
     // The obscure file mentions "retry" once, so it is in the BM25 pool, far down.
     std::fs::write(
-        repo.path().join("src/obscure.rs"),
+        rig.repo.path().join("src/obscure.rs"),
         "pub fn wait_between_attempts() -> u64 {\n    // sleeps grow with each failure (see retry)\n    250\n}\n",
     )
     .unwrap();
-    let fake = FakeOpenAi::start().await;
     // The embedding model finds the obscure chunk closest to the task.
     let mut axis = vec![0.0f32; crate::fake_openai::EMBEDDING_DIMS];
     axis[0] = 1.0;
     fake.pin_embedding("Retry backoff is too aggressive", axis.clone());
     fake.pin_embedding("wait_between_attempts", axis);
-    let model = OpenAiModel::new(&fake.url, None, transport());
-    let pricing = pricing();
-    let limits = limits_from_config(&app.state.config.budget, 100.0);
-    let metered = MeteredModel::new(&model, &pricing, limits, Instant::now());
-    let cancel = CancellationToken::new();
-    let embedder = Embedder {
-        store: &app.store,
-        model: &metered,
-        embedding_model: MODEL,
-        cancel: &cancel,
-    };
+    let metered = rig.metered(limits_from_config(&app.state.config.budget, 100.0));
+    let embedder = rig.embedder(&app.store, &metered);
     // 15 chunks match the task; the 6 retry policies share every signal and stay on top.
     let settings = ContextSettings {
         top_k: 8,
         min_score: 0.0,
         ..ContextSettings::default()
     };
-    let index = open_index(repo.path(), cache.path());
+    let index = rig.index();
     let mut req = request();
     let obscure = |built: &orchestrator_context::BuiltContext| {
         built
@@ -283,23 +311,12 @@ async fn the_dense_ranking_brings_in_a_chunk_bm25_ranks_low() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_are_retried_on_429_and_a_failure_leaves_bm25() {
     let app = TestApp::new().await;
-    let repo = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    write_repo(repo.path());
-    let fake = FakeOpenAi::start().await;
-    let model = OpenAiModel::new(&fake.url, None, transport());
-    let pricing = pricing();
-    let limits = limits_from_config(&app.state.config.budget, 100.0);
-    let metered = MeteredModel::new(&model, &pricing, limits, Instant::now());
-    let cancel = CancellationToken::new();
-    let embedder = Embedder {
-        store: &app.store,
-        model: &metered,
-        embedding_model: MODEL,
-        cancel: &cancel,
-    };
+    let rig = Rig::new(None).await;
+    let fake = &rig.fake;
+    let metered = rig.metered(limits_from_config(&app.state.config.budget, 100.0));
+    let embedder = rig.embedder(&app.store, &metered);
     let settings = ContextSettings::default();
-    let index = open_index(repo.path(), cache.path());
+    let index = rig.index();
     let req = request();
 
     // A 400 is not retried: BM25 alone, with the reason in the note.
@@ -330,23 +347,13 @@ async fn embeddings_are_retried_on_429_and_a_failure_leaves_bm25() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_that_cannot_pay_for_embeddings_leaves_bm25_and_sends_nothing() {
     let app = TestApp::new().await;
-    let repo = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    write_repo(repo.path());
-    let fake = FakeOpenAi::start().await;
-    let model = OpenAiModel::new(&fake.url, None, transport());
-    let pricing = pricing();
+    let rig = Rig::new(None).await;
+    let fake = &rig.fake;
     let mut limits = limits_from_config(&app.state.config.budget, 100.0);
     limits.usd = 1e-9;
-    let metered = MeteredModel::new(&model, &pricing, limits, Instant::now());
-    let cancel = CancellationToken::new();
-    let embedder = Embedder {
-        store: &app.store,
-        model: &metered,
-        embedding_model: MODEL,
-        cancel: &cancel,
-    };
-    let index = open_index(repo.path(), cache.path());
+    let metered = rig.metered(limits);
+    let embedder = rig.embedder(&app.store, &metered);
+    let index = rig.index();
     let note = dense_ranking(Some(&embedder), &index, &request(), &ContextSettings::default())
         .await
         .unwrap_err();

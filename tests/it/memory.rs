@@ -53,6 +53,16 @@ fn memory_of(app: &TestApp) -> Memory {
     Memory::new(app.store.clone(), &app.state.config)
 }
 
+/// Adds the notes `note {i}` (body `b`) for each `i` of `range`, in order.
+async fn add_notes(memory: &Memory, job: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        memory
+            .add_note(job, &input(&format!("note {i}"), "b"), None)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn notes_are_validated_and_limited_on_every_backend() {
     let limits = [
@@ -329,12 +339,7 @@ async fn a_crash_between_snapshot_and_delete_loses_and_duplicates_nothing() {
         let app = app_on(&url, &[]).await;
         let job = new_job(&app).await;
         let memory = memory_of(&app);
-        for i in 0..30 {
-            memory
-                .add_note(&job, &input(&format!("note {i}"), "b"), None)
-                .await
-                .unwrap();
-        }
+        add_notes(&memory, &job, 0..30).await;
         // Phase 1 only, as if the process died before the delete.
         let report = memory.archivist().snapshot(&job).await.unwrap().unwrap();
         assert_eq!(report.archived, 20);
@@ -351,12 +356,7 @@ async fn a_crash_between_snapshot_and_delete_loses_and_duplicates_nothing() {
         // More notes arrive, then the next compaction (a restarted process)
         // first finishes the interrupted delete, then archives only new notes.
         let restarted = memory_of(&app);
-        for i in 30..45 {
-            restarted
-                .add_note(&job, &input(&format!("note {i}"), "b"), None)
-                .await
-                .unwrap();
-        }
+        add_notes(&restarted, &job, 30..45).await;
         let second = restarted.archivist().compact(&job).await.unwrap().unwrap();
         assert_eq!(second.archived, 15, "{backend}: notes 20..35");
         assert!(!stray.exists(), "the stray temporary file is removed");
@@ -373,12 +373,7 @@ async fn recovery_at_start_finishes_an_interrupted_compaction() {
         let app = app_on(&url, &[]).await;
         let job = new_job(&app).await;
         let memory = memory_of(&app);
-        for i in 0..12 {
-            memory
-                .add_note(&job, &input(&format!("note {i}"), "b"), None)
-                .await
-                .unwrap();
-        }
+        add_notes(&memory, &job, 0..12).await;
         memory.archivist().snapshot(&job).await.unwrap().unwrap();
         assert_eq!(
             memory_of(&app).archivist().recover_all().await.unwrap(),
@@ -453,14 +448,7 @@ async fn a_jobs_context_diagnostics_are_served_per_step() {
 #[tokio::test]
 async fn a_context_is_built_on_demand_with_the_jobs_memory() {
     let app = TestApp::new().await;
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join("src")).unwrap();
-    std::fs::write(
-        repo.path().join("src/retry.rs"),
-        "/// Backoff between attempts.\npub fn backoff(attempt: u32) -> u64 {\n    100 * u64::from(attempt)\n}\n",
-    )
-    .unwrap();
-    std::fs::write(repo.path().join("README.md"), "# Demo\n\nA retry library.\n").unwrap();
+    let repo = retry_library();
     let job = new_job(&app).await;
     let memory = memory_of(&app);
     let added = memory
@@ -522,12 +510,7 @@ async fn concurrent_compactions_of_one_job_archive_each_note_once() {
         let app = app_on(&url, &[]).await;
         let job = new_job(&app).await;
         let memory = memory_of(&app);
-        for i in 0..40 {
-            memory
-                .add_note(&job, &input(&format!("note {i}"), "b"), None)
-                .await
-                .unwrap();
-        }
+        add_notes(&memory, &job, 0..40).await;
         let runs: Vec<_> = (0..20)
             .map(|_| {
                 let memory = memory_of(&app);
@@ -552,12 +535,7 @@ async fn recovery_deletes_only_the_archived_notes_themselves() {
         let app = app_on(&url, &[]).await;
         let job = new_job(&app).await;
         let memory = memory_of(&app);
-        for i in 0..12 {
-            memory
-                .add_note(&job, &input(&format!("note {i}"), "b"), None)
-                .await
-                .unwrap();
-        }
+        add_notes(&memory, &job, 0..12).await;
         let report = memory.archivist().snapshot(&job).await.unwrap().unwrap();
         // As if the database were restored and a new note got an archived id:
         // same id, another creation time. It is not the archived note.

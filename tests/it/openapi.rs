@@ -309,22 +309,11 @@ async fn real_answers_fit_the_documented_schemas() {
     ];
     let mut exercised = BTreeSet::new();
     for (method, path, request, expected) in cases {
-        let label = format!("{} {}", request.method(), request.uri());
-        let (status, body) = app.send(request).await;
-        assert_eq!(status, expected, "{label}: {body}");
-        check_answer(&doc, method, path, status, &body, &label);
-        exercised.insert((method.to_string(), path.to_string()));
+        exercise(&app, &doc, &mut exercised, (method, path), request, expected).await;
     }
 
     // A job's memory and context: (operation, request, expected status, error code).
-    let repo = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(repo.path().join("src")).unwrap();
-    std::fs::write(
-        repo.path().join("src/retry.rs"),
-        "/// Backoff between attempts.\npub fn backoff(attempt: u32) -> u64 {\n    100 * u64::from(attempt)\n}\n",
-    )
-    .unwrap();
-    std::fs::write(repo.path().join("README.md"), "# Demo\n\nA retry library.\n").unwrap();
+    let repo = retry_library();
     let notes = format!("/memory/{task_id}/notes");
     let files = format!("/memory/{task_id}/files");
     let context = format!("/jobs/{task_id}/context");
@@ -637,14 +626,10 @@ async fn real_answers_fit_the_documented_schemas() {
         ),
     ];
     for (method, path, request, expected, code) in memory_cases {
-        let label = format!("{} {}", request.method(), request.uri());
-        let (status, body) = app.send(request).await;
-        assert_eq!(status, expected, "{label}: {body}");
+        let (label, body) = exercise(&app, &doc, &mut exercised, (method, path), request, expected).await;
         if !code.is_empty() {
             assert_eq!(body["error"]["code"], code, "{label}: {body}");
         }
-        check_answer(&doc, method, path, status, &body, &label);
-        exercised.insert((method.to_string(), path.to_string()));
     }
 
     // A real build, with the job's notes offered; its diagnostics, stored as the
@@ -730,6 +715,25 @@ pub(crate) async fn assert_documented(
 ) {
     let doc = served_document(app).await;
     check_answer(&doc, method, path, status, body, &format!("{method} {path}"));
+}
+
+/// Sends `request` for the operation `(method, path)`, expects `expected`
+/// and an answer as documented, and records the operation as exercised.
+/// Returns the request's label and the answer.
+async fn exercise(
+    app: &TestApp,
+    doc: &Value,
+    exercised: &mut BTreeSet<(String, String)>,
+    (method, path): (&str, &str),
+    request: Request<Body>,
+    expected: StatusCode,
+) -> (String, Value) {
+    let label = format!("{} {}", request.method(), request.uri());
+    let (status, body) = app.send(request).await;
+    assert_eq!(status, expected, "{label}: {body}");
+    check_answer(doc, method, path, status, &body, &label);
+    exercised.insert((method.to_string(), path.to_string()));
+    (label, body)
 }
 
 /// The answer's status is documented for the operation and its body fits the schema.

@@ -177,6 +177,20 @@ pub fn comment(number: u64, body: &str, association: &str) -> Vec<u8> {
     })
 }
 
+/// A small repository to build contexts from: `src/retry.rs` (a documented
+/// `backoff`) and a README.
+pub fn retry_library() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(repo.path().join("src")).expect("mkdir");
+    std::fs::write(
+        repo.path().join("src/retry.rs"),
+        "/// Backoff between attempts.\npub fn backoff(attempt: u32) -> u64 {\n    100 * u64::from(attempt)\n}\n",
+    )
+    .expect("write");
+    std::fs::write(repo.path().join("README.md"), "# Demo\n\nA retry library.\n").expect("write");
+    repo
+}
+
 /// Every event/file pair under `webhooks/` and `webhooks-supplementary/`.
 pub fn all_fixture_payloads() -> Vec<(String, String)> {
     let mut out = Vec::new();
