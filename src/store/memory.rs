@@ -88,7 +88,7 @@ pub enum FileWrite {
 }
 
 /// One step's stored context diagnostics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StepContextMetrics {
     pub position: i64,
     pub step_title: String,
@@ -494,41 +494,12 @@ impl Store {
 
     /// The job's stored context diagnostics, in step order.
     pub async fn context_metrics(&self, job_id: &str) -> Result<Vec<StepContextMetrics>> {
-        type Row = (i64, String, String, i64, i64, i64, i64, String, i64);
-        let rows: Vec<Row> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT position, step_title, model, context_tokens, prompt_tokens, candidates, kept, diagnostics, \
              created_at FROM context_metrics WHERE job_id = $1 ORDER BY position",
         )
         .bind(job_id)
         .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    position,
-                    step_title,
-                    model,
-                    context_tokens,
-                    prompt_tokens,
-                    candidates,
-                    kept,
-                    diagnostics,
-                    created_at,
-                )| {
-                    StepContextMetrics {
-                        position,
-                        step_title,
-                        model,
-                        context_tokens,
-                        prompt_tokens,
-                        candidates,
-                        kept,
-                        diagnostics,
-                        created_at,
-                    }
-                },
-            )
-            .collect())
+        .await?)
     }
 }

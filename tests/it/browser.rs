@@ -50,6 +50,21 @@ async fn deliver(client: &reqwest::Client, base: &str, event: &str, delivery: &s
     assert_eq!(status, 202, "{event} {delivery}");
 }
 
+/// `POST /tasks` on the checkout `repo`: the new job's id.
+async fn create_task(client: &reqwest::Client, base: &str, repo: &Path, task: &str) -> String {
+    let created: serde_json::Value = client
+        .post(format!("{base}/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"path": repo.display().to_string(), "task": task}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_string()
+}
+
 fn is_active(status: &str) -> bool {
     orchestrator::jobs::JobStatus::parse(status).is_some_and(|s| s.is_active())
 }
@@ -104,20 +119,13 @@ async fn log_in_list_open_a_job_watch_it_live_and_cancel_it() {
         });
         deliver(&client, &base, "issues", &format!("seed-{n}"), &body).await;
     }
-    let created: serde_json::Value = client
-        .post(format!("{base}/tasks"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({
-            "path": repo.display().to_string(),
-            "task": "Make answer() return 42\n\nAnd document it."
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = create_task(
+        &client,
+        &base,
+        &repo,
+        "Make answer() return 42\n\nAnd document it.",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while llm.requests().len() < 3 {
         assert!(
@@ -258,17 +266,7 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let created: serde_json::Value = client
-        .post(format!("{base}/tasks"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"path": repo.display().to_string(), "task": "Wait"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = create_task(&client, &base, &repo, "Wait").await;
     let login = client
         .post(format!("{base}/login"))
         .header("origin", &base)

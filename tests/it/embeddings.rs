@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::fake_openai::FakeOpenAi;
-use crate::pipeline::{PLAN, REPO, only_job, world_with_env};
+use crate::pipeline::{REPO, only_job, script_happy, world_with_env};
 use crate::support::*;
 
 const MODEL: &str = "text-embedding-3-small";
@@ -458,17 +458,6 @@ const SEED: &[(&str, &str)] = &[
     ),
 ];
 
-fn answers(w: &crate::pipeline::World) {
-    w.llm.push_answer(PLAN, 1000, 500);
-    w.llm.push_answer(
-        "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n",
-        1000,
-        500,
-    );
-    w.llm
-        .push_answer("=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n", 1000, 500);
-}
-
 /// Every context diagnostics file the job wrote.
 fn diagnostics(w: &crate::pipeline::World, job_id: &str) -> Vec<Value> {
     let dir = w.app.state.config.data_dir.join("artifacts").join(job_id);
@@ -498,7 +487,7 @@ async fn without_an_embedding_model_a_job_sends_no_embeddings_request() {
     let w = world_with_env(&[]).await;
     let bare = w.github.state().repos[REPO].bare.clone();
     seed(&bare, SEED);
-    answers(&w);
+    script_happy(&w.llm);
     w.app.deliver("issues", "no-embed-1", &labeled(1)).await;
     assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
     let job = only_job(&w.app).await;
@@ -517,7 +506,7 @@ async fn a_job_with_an_embedding_model_pays_for_and_counts_its_embeddings() {
     let w = world_with_env(&[("EMBEDDING_MODEL", MODEL)]).await;
     let bare = w.github.state().repos[REPO].bare.clone();
     seed(&bare, SEED);
-    answers(&w);
+    script_happy(&w.llm);
     w.app.deliver("issues", "embed-1", &labeled(1)).await;
     assert_eq!(w.pool.run_until_idle().await.unwrap(), 1);
     let job = only_job(&w.app).await;
@@ -571,7 +560,7 @@ async fn an_embeddings_failure_does_not_fail_the_job() {
     let w = world_with_env(&[("EMBEDDING_MODEL", MODEL)]).await;
     let bare = w.github.state().repos[REPO].bare.clone();
     seed(&bare, SEED);
-    answers(&w);
+    script_happy(&w.llm);
     w.llm.push_embedding_fault(400, None);
     w.llm.push_embedding_fault(401, None);
     w.app.deliver("issues", "embed-fail-1", &labeled(1)).await;

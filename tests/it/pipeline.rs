@@ -106,14 +106,7 @@ pub(crate) async fn only_job(app: &TestApp) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_labelled_issue_becomes_one_pull_request() {
     let w = world().await;
-    w.llm.push_answer(PLAN, 1000, 500);
-    w.llm.push_answer(
-        "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n",
-        1000,
-        500,
-    );
-    w.llm
-        .push_answer("=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n", 1000, 500);
+    script_happy(&w.llm);
     let (status, _) = w.app.deliver("issues", "happy-1", &labeled(1)).await;
     assert_eq!(status.as_u16(), 202);
 
@@ -266,7 +259,7 @@ const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END F
 const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
 
 /// Queues the plan and both steps' answers.
-fn script_happy(llm: &FakeOpenAi) {
+pub(crate) fn script_happy(llm: &FakeOpenAi) {
     llm.push_answer(PLAN, 1000, 500);
     llm.push_answer(STEP_1, 1000, 500);
     llm.push_answer(STEP_2, 1000, 500);
