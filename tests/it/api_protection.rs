@@ -8,18 +8,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use serde_json::Value;
-use tower::ServiceExt;
 
 use crate::support::*;
 
 /// Sends through the real router and keeps the headers too.
 async fn call(app: &TestApp, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, headers, bytes) = app.send_raw(request).await;
     let json = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
     (status, headers, json)

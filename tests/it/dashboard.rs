@@ -21,12 +21,7 @@ struct Answer {
 }
 
 async fn send(app: &TestApp, request: Request<Body>) -> Answer {
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, headers, bytes) = app.send_raw(request).await;
     Answer {
         status,
         headers,

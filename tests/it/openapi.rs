@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use orchestrator::jobs::now_millis;
 use orchestrator::store::StepContextMetrics;
@@ -21,12 +20,9 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 async fn served_document(app: &TestApp) -> Value {
     let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, headers, bytes) = app.send_raw(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -683,17 +679,9 @@ async fn real_answers_fit_the_documented_schemas() {
     // A rate-limited answer, with its header.
     let limited = TestApp::with_env(&[("ORCH_API__RATE_PER_MINUTE", "1"), ("ORCH_API__BURST", "1")]).await;
     limited.api_get("/jobs").await;
-    let response = limited
-        .router
-        .clone()
-        .oneshot(authed("GET", "/jobs", None))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(response.headers().contains_key(header::RETRY_AFTER));
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let (status, headers, bytes) = limited.send_raw(authed("GET", "/jobs", None)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key(header::RETRY_AFTER));
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     check_answer(&doc, "get", "/jobs", StatusCode::TOO_MANY_REQUESTS, &body, "429");
 

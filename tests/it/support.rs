@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use orchestrator::config::{Config, ConfigSources};
 use orchestrator::server::{AppState, router};
 use orchestrator::store::Store;
@@ -79,15 +79,23 @@ impl TestApp {
         }
     }
 
-    /// Sends a request through the real router.
+    /// Sends a request through the real router: the status and the JSON
+    /// body (`Null` when it is not JSON).
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.send_raw(request).await;
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// Sends a request through the real router: status, headers and body.
+    pub async fn send_raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, axum::body::Bytes) {
         let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, json)
+        (status, headers, bytes)
     }
 
     /// A correctly signed delivery.
