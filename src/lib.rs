@@ -17,6 +17,7 @@ pub mod progress;
 pub mod reconciler;
 pub mod runner;
 pub mod server;
+pub mod settle;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

@@ -14,7 +14,10 @@
 //! - on shutdown no new job is claimed, running handlers see
 //!   [`JobContext::shutdown`] and give their job back ([`JobEnd::Released`]),
 //!   and whatever is still running after the grace period is released anyway;
-//! - a panicking handler fails its job with an `internal` reason.
+//! - a panicking handler fails its job with an `internal` reason (its
+//!   progress on GitHub is then settled by the reconciler, `settle.rs`);
+//! - a job claimed with its cancellation already requested ends
+//!   `cancelled` without running.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -175,6 +178,21 @@ impl WorkerPool {
         else {
             return Ok(false);
         };
+        if job.cancel_requested == 1 {
+            // Cancelled while it waited (or while its dead worker's lease ran
+            // out): it ends here, and the reconciler settles what GitHub shows.
+            let reason = crate::settle::CANCELLED_WHILE_WAITING;
+            if self
+                .store
+                .cancel_waiting_job(&job.id, Some(owner), reason, now_millis())
+                .await?
+            {
+                tracing::info!(job = %job.id, "job cancelled before it ran");
+            } else {
+                self.store.release_lease(&job.id, owner).await?;
+            }
+            return Ok(true);
+        }
         tracing::info!(job = %job.id, attempt = job.attempt, "job claimed");
         let ctx = JobContext {
             cancel: CancellationToken::new(),

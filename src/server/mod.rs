@@ -170,6 +170,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         );
     }
     let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown)?;
+    let settler = crate::settle::Settler::new(store.clone(), github.clone());
+    tokio::spawn(settler.run(shutdown.clone()));
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
         let redeliverer = crate::reconciler::Redeliverer::new(store.clone(), github.clone());

@@ -16,6 +16,7 @@ mod jobs;
 mod outbox;
 mod progress;
 mod queue;
+mod settle;
 mod sql;
 mod sqlite_intake;
 mod steps;
@@ -39,6 +40,7 @@ pub use jobs::{JobFilter, JobPage};
 pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};
+pub use settle::UnsettledJob;
 pub use steps::{JobUsage, StoredStep};
 pub use tasks::NewTask;
 

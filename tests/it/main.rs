@@ -22,6 +22,7 @@ mod pipeline;
 mod progress;
 mod run_cli;
 mod runner;
+mod settle;
 mod store;
 mod webhook;
 mod workspace;

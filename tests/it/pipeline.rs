@@ -21,25 +21,25 @@ use crate::fake_github::FakeGitHub;
 use crate::fake_openai::FakeOpenAi;
 use crate::support::*;
 
-const REPO: &str = "Codertocat/Hello-World";
+pub(crate) const REPO: &str = "Codertocat/Hello-World";
 
-const PLAN: &str = r#"{"steps": [
+pub(crate) const PLAN: &str = r#"{"steps": [
   {"title": "Add the guide", "rationale": "Newcomers need it.", "acceptance": "docs/guide.md exists",
    "files": ["docs/guide.md"], "commands": []},
   {"title": "Add the changelog", "rationale": "Track releases.", "acceptance": "CHANGELOG.md exists",
    "files": ["CHANGELOG.md"], "commands": ["cat CHANGELOG.md"]}
 ]}"#;
 
-struct World {
-    app: TestApp,
-    github: FakeGitHub,
-    llm: FakeOpenAi,
-    repo: RepoRef,
-    pool: WorkerPool,
-    handler: Arc<GitHubJobs>,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) github: FakeGitHub,
+    pub(crate) llm: FakeOpenAi,
+    pub(crate) repo: RepoRef,
+    pub(crate) pool: WorkerPool,
+    pub(crate) handler: Arc<GitHubJobs>,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with_env(&[]).await
 }
 
@@ -98,7 +98,7 @@ fn show(world: &World, rev: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-async fn only_job(app: &TestApp) -> Value {
+pub(crate) async fn only_job(app: &TestApp) -> Value {
     let (_, page) = app.api_get("/jobs").await;
     page["jobs"][0].clone()
 }
@@ -212,11 +212,11 @@ async fn a_garbage_plan_fails_with_a_readable_reason_and_no_check_run() {
     );
 }
 
-const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
-const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
+pub(crate) const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
+pub(crate) const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
 
 /// Queues the plan and both steps' answers.
-fn script_happy(llm: &FakeOpenAi) {
+pub(crate) fn script_happy(llm: &FakeOpenAi) {
     llm.push_answer(PLAN, 1000, 500);
     llm.push_answer(STEP_1, 1000, 500);
     llm.push_answer(STEP_2, 1000, 500);
@@ -239,7 +239,7 @@ fn subjects(world: &World, rev: &str) -> Vec<String> {
 }
 
 /// Polls `done` every 50 ms for at most `limit`; panics with `what` after.
-async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !done().await {
         assert!(
@@ -250,7 +250,7 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bo
     }
 }
 
-async fn job_status(app: &TestApp) -> String {
+pub(crate) async fn job_status(app: &TestApp) -> String {
     only_job(app).await["status"]
         .as_str()
         .unwrap_or_default()
