@@ -9,6 +9,7 @@ pub mod gate;
 pub mod github;
 pub mod jobs;
 pub mod llm;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod poll;

@@ -188,6 +188,7 @@ impl WorkerPool {
                 .await?
             {
                 tracing::info!(job = %job.id, "job cancelled before it ran");
+                crate::metrics::job_ended(JobStatus::Cancelled, None);
             } else {
                 self.store.release_lease(&job.id, owner).await?;
             }
@@ -205,9 +206,10 @@ impl WorkerPool {
             owner: owner.to_string(),
         };
         let heartbeat = tokio::spawn(lease.clone().keep_alive(self.settings.lease, ctx.cancel.clone()));
+        let started = std::time::Instant::now();
         let end = self.run_handler(job, ctx.clone(), shutdown).await;
         heartbeat.abort();
-        lease.record(end, &ctx).await?;
+        lease.record(end, &ctx, started.elapsed()).await?;
         Ok(true)
     }
 
@@ -284,7 +286,7 @@ impl Lease {
     }
 
     /// Records how the job ended, if the lease is still ours.
-    async fn record(&self, end: JobEnd, ctx: &JobContext) -> Result<(), StoreError> {
+    async fn record(&self, end: JobEnd, ctx: &JobContext, ran: Duration) -> Result<(), StoreError> {
         let (status, reason) = match end {
             JobEnd::Succeeded => (JobStatus::Succeeded, None),
             JobEnd::Failed { reason } => (JobStatus::Failed, Some(reason)),
@@ -302,6 +304,7 @@ impl Lease {
             .await?;
         if recorded {
             tracing::info!(job = %self.job_id, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "job ended");
+            crate::metrics::job_ended(status, Some(ran));
         } else {
             tracing::warn!(job = %self.job_id, owner = %ctx.owner, "job ended after its lease was lost; not recorded");
         }

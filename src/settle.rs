@@ -110,7 +110,8 @@ impl Settler {
                 .cancel_waiting_job(&job_id, None, CANCELLED_WHILE_WAITING, now)
                 .await?
             {
-                tracing::info!(job = %job_id, "job cancelled before a worker ran it");
+                tracing::info!(job = %job_id, "job cancelled while no worker held it");
+                crate::metrics::job_ended(JobStatus::Cancelled, None);
                 pass.cancelled += 1;
             }
         }

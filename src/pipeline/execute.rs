@@ -249,6 +249,7 @@ impl Execution<'_> {
             ..ContextRequest::default()
         };
         let built = build_context(&index, &request, &settings);
+        crate::metrics::context_tokens(built.diagnostics.context_tokens);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
     }

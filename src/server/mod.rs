@@ -1,7 +1,7 @@
 //! The HTTP server: webhook, JSON API, health; graceful shutdown.
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 mod error;
 mod tasks;
 
@@ -108,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(API_MAX_BODY_BYTES));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(webhook)
         .merge(api)
         .fallback(not_found)
@@ -158,6 +159,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     // A configured but unusable App key stops the start with a clear message.
     let github =
         crate::github::GitHub::from_config(&config.github).map_err(|err| anyhow::anyhow!("{err}"))?;
+    crate::metrics::install();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;

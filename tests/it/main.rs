@@ -17,6 +17,7 @@ mod diff_cli;
 mod gate;
 mod github;
 mod intake;
+mod metrics;
 mod outbox;
 mod pipeline;
 mod progress;
