@@ -266,6 +266,7 @@ impl Execution<'_> {
         request.dense = dense.ok().flatten();
         let mut built = build_context(&index, &request, &settings);
         built.diagnostics.notes.extend(embeddings_failed);
+        crate::metrics::context_tokens(built.diagnostics.context_tokens);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
     }

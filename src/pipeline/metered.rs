@@ -178,6 +178,7 @@ impl<'a> MeteredModel<'a> {
         let reservation = self.reserve(request)?;
         let response = self.model.chat(request, cancel).await;
         drop(reservation);
+        crate::metrics::llm_request(&request.model, llm_outcome(&response));
         let response = response?;
         self.record(&request.model, &response);
         Ok(response)
@@ -239,6 +240,7 @@ impl<'a> MeteredModel<'a> {
         let usd = self
             .pricing
             .cost(model, usage.prompt_tokens, usage.completion_tokens);
+        crate::metrics::llm_usage(model, usage.prompt_tokens, usage.completion_tokens, usd);
         let mut ledger = self.lock();
         let meter = &mut ledger.meter;
         meter.usd += usd;
@@ -284,6 +286,23 @@ impl<'a> MeteredModel<'a> {
         self.ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How a sent request went, as the metrics label it.
+fn llm_outcome(response: &Result<ChatResponse, crate::llm::LlmError>) -> &'static str {
+    use crate::llm::LlmError;
+    match response {
+        Ok(_) => "ok",
+        Err(LlmError::RateLimited { .. }) => "rate_limited",
+        Err(LlmError::Server { .. }) => "server_error",
+        Err(LlmError::Timeout) => "timeout",
+        Err(LlmError::Network(_)) => "network",
+        Err(LlmError::Unauthorized { .. }) => "unauthorized",
+        Err(LlmError::ContextTooLong(_)) => "context_too_long",
+        Err(LlmError::BadRequest { .. }) => "bad_request",
+        Err(LlmError::BadResponse(_)) => "bad_response",
+        Err(LlmError::Cancelled) => "cancelled",
     }
 }
 

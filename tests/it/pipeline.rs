@@ -34,12 +34,12 @@ pub(crate) struct World {
     pub(crate) app: TestApp,
     pub(crate) github: FakeGitHub,
     pub(crate) llm: FakeOpenAi,
-    repo: RepoRef,
+    pub(crate) repo: RepoRef,
     pub(crate) pool: WorkerPool,
-    handler: Arc<GitHubJobs>,
+    pub(crate) handler: Arc<GitHubJobs>,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with_env(&[]).await
 }
 
@@ -262,11 +262,11 @@ async fn a_garbage_plan_fails_with_a_readable_reason_and_no_check_run() {
     );
 }
 
-const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
-const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
+pub(crate) const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
+pub(crate) const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
 
 /// Queues the plan and both steps' answers.
-fn script_happy(llm: &FakeOpenAi) {
+pub(crate) fn script_happy(llm: &FakeOpenAi) {
     llm.push_answer(PLAN, 1000, 500);
     llm.push_answer(STEP_1, 1000, 500);
     llm.push_answer(STEP_2, 1000, 500);
@@ -289,7 +289,7 @@ fn subjects(world: &World, rev: &str) -> Vec<String> {
 }
 
 /// Polls `done` every 50 ms for at most `limit`; panics with `what` after.
-async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !done().await {
         assert!(
@@ -300,7 +300,7 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bo
     }
 }
 
-async fn job_status(app: &TestApp) -> String {
+pub(crate) async fn job_status(app: &TestApp) -> String {
     only_job(app).await["status"]
         .as_str()
         .unwrap_or_default()
