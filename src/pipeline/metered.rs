@@ -51,12 +51,47 @@ pub struct Meter {
 impl From<crate::store::JobUsage> for Meter {
     /// A resumed job's meter starts from the totals stored on the job.
     fn from(usage: crate::store::JobUsage) -> Meter {
+        let per_model = usage
+            .per_model
+            .into_iter()
+            .map(|m| {
+                let line = ModelUsage {
+                    requests: m.requests,
+                    tokens_in: m.tokens_in,
+                    tokens_out: m.tokens_out,
+                    usd: m.usd,
+                };
+                (m.model, line)
+            })
+            .collect();
         Meter {
             usd: usage.usd,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
             requests: usage.requests,
-            per_model: BTreeMap::new(),
+            per_model,
+        }
+    }
+}
+
+impl From<&Meter> for crate::store::JobUsage {
+    fn from(meter: &Meter) -> crate::store::JobUsage {
+        crate::store::JobUsage {
+            usd: meter.usd,
+            tokens_in: meter.tokens_in,
+            tokens_out: meter.tokens_out,
+            requests: meter.requests,
+            per_model: meter
+                .per_model
+                .iter()
+                .map(|(model, m)| crate::store::ModelUsageRecord {
+                    model: model.clone(),
+                    requests: m.requests,
+                    tokens_in: m.tokens_in,
+                    tokens_out: m.tokens_out,
+                    usd: m.usd,
+                })
+                .collect(),
         }
     }
 }
@@ -196,7 +231,7 @@ impl<'a> MeteredModel<'a> {
         }
         let tokens = estimate_input_tokens(&request.inputs);
         let worst = budget::worst_case_usd(self.pricing, &request.model, tokens, 0);
-        let reservation = self.reserve_usd(worst)?;
+        let reservation = self.reserve_usd(&request.model, worst)?;
         let response = self.model.embed(request, cancel).await;
         drop(reservation);
         let response = response?;
@@ -215,10 +250,10 @@ impl<'a> MeteredModel<'a> {
             prompt,
             request.max_completion_tokens,
         );
-        self.reserve_usd(worst)
+        self.reserve_usd(&request.model, worst)
     }
 
-    fn reserve_usd(&self, worst: f64) -> Result<Reservation<'_, 'a>, AgentError> {
+    fn reserve_usd(&self, model: &str, worst: f64) -> Result<Reservation<'_, 'a>, AgentError> {
         let mut ledger = self.lock();
         let spent = Spent {
             usd: ledger.meter.usd + ledger.reserved_usd,
@@ -228,6 +263,13 @@ impl<'a> MeteredModel<'a> {
         };
         budget::check(&self.limits, &spent, worst)?;
         ledger.meter.requests += 1;
+        // Counted when sent, like the total: failed calls are requests too.
+        ledger
+            .meter
+            .per_model
+            .entry(model.to_string())
+            .or_default()
+            .requests += 1;
         ledger.reserved_usd += worst;
         Ok(Reservation {
             owner: self,
@@ -247,7 +289,6 @@ impl<'a> MeteredModel<'a> {
         meter.tokens_in += usage.prompt_tokens;
         meter.tokens_out += usage.completion_tokens;
         let m = meter.per_model.entry(model.to_string()).or_default();
-        m.requests += 1;
         m.tokens_in += usage.prompt_tokens;
         m.tokens_out += usage.completion_tokens;
         m.usd += usd;
@@ -268,7 +309,6 @@ impl<'a> MeteredModel<'a> {
         let mut ledger = self.lock();
         ledger.meter.usd += usd;
         let m = ledger.meter.per_model.entry(model.to_string()).or_default();
-        m.requests += 1;
         m.tokens_in += tokens;
         m.usd += usd;
         ledger.calls.push(CallRecord {

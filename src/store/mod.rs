@@ -54,7 +54,7 @@ pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};
 pub use retry::{MAX_RETRY_DELAY, RetryPolicy, is_transient, is_transient_sqlstate, retry_transient};
 pub use settle::UnsettledJob;
-pub use steps::{JobUsage, StoredStep};
+pub use steps::{JobUsage, ModelUsageRecord, StoredStep};
 pub use tasks::NewTask;
 pub use wakeup::JOBS_CHANNEL;
 
