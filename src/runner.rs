@@ -14,7 +14,10 @@
 //! - on shutdown no new job is claimed, running handlers see
 //!   [`JobContext::shutdown`] and give their job back ([`JobEnd::Released`]),
 //!   and whatever is still running after the grace period is released anyway;
-//! - a panicking handler fails its job with an `internal` reason.
+//! - a panicking handler fails its job with an `internal` reason (its
+//!   progress on GitHub is then settled by the reconciler, `settle.rs`);
+//! - a job claimed with its cancellation already requested ends
+//!   `cancelled` without running.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -250,6 +253,22 @@ impl WorkerPool {
         else {
             return Ok(false);
         };
+        if job.cancel_requested == 1 {
+            // Cancelled while it waited (or while its dead worker's lease ran
+            // out): it ends here, and the reconciler settles what GitHub shows.
+            let reason = crate::settle::CANCELLED_WHILE_WAITING;
+            if self
+                .store
+                .cancel_waiting_job(&job.id, Some(owner), reason, now_millis())
+                .await?
+            {
+                tracing::info!(job = %job.id, "job cancelled before it ran");
+                crate::metrics::job_ended(JobStatus::Cancelled, None);
+            } else {
+                self.store.release_lease(&job.id, owner).await?;
+            }
+            return Ok(true);
+        }
         tracing::info!(job = %job.id, attempt = job.attempt, "job claimed");
         let ctx = JobContext {
             cancel: CancellationToken::new(),
@@ -263,6 +282,7 @@ impl WorkerPool {
             owner: owner.to_string(),
         };
         let heartbeat = tokio::spawn(lease.clone().keep_alive(self.settings.lease, ctx.cancel.clone()));
+        let started = std::time::Instant::now();
         let slot = self.running.slot(&job.id);
         let end = {
             let earlier_run = slot.try_lock();
@@ -277,7 +297,7 @@ impl WorkerPool {
         };
         self.running.done(&lease.job_id, slot);
         heartbeat.abort();
-        lease.record(end, &ctx).await?;
+        lease.record(end, &ctx, started.elapsed()).await?;
         Ok(true)
     }
 
@@ -354,7 +374,7 @@ impl Lease {
     }
 
     /// Records how the job ended, if the lease is still ours.
-    async fn record(&self, end: JobEnd, ctx: &JobContext) -> Result<(), StoreError> {
+    async fn record(&self, end: JobEnd, ctx: &JobContext, ran: Duration) -> Result<(), StoreError> {
         let (status, reason) = match end {
             JobEnd::Succeeded => (JobStatus::Succeeded, None),
             JobEnd::Failed { reason } => (JobStatus::Failed, Some(reason)),
@@ -372,6 +392,7 @@ impl Lease {
             .await?;
         if recorded {
             tracing::info!(job = %self.job_id, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "job ended");
+            crate::metrics::job_ended(status, Some(ran));
         } else {
             tracing::warn!(job = %self.job_id, owner = %ctx.owner, "job ended after its lease was lost; not recorded");
         }

@@ -365,8 +365,12 @@ impl Core {
     ) -> Step {
         let reply = match outcome {
             Ok(reply) => reply,
-            Err(error) => return budget.retry_or_fail(call, error),
+            Err(error) => {
+                crate::metrics::github_request(None);
+                return budget.retry_or_fail(call, error);
+            }
         };
+        crate::metrics::github_request(Some(reply.status));
         self.note_limits(call.auth, &reply.headers);
         if reply.status < 400 {
             return Step::Done(reply);
@@ -376,6 +380,7 @@ impl Core {
                 return Step::Fail(rate_limited(&reply, wait));
             }
             budget.rate_limit_waits += 1;
+            crate::metrics::github_rate_limit_wait("answer");
             tracing::warn!(status = reply.status, wait_secs = wait.as_secs(), target = %call.target, "GitHub rate limit: waiting");
             return Step::Wait(wait);
         }
@@ -403,6 +408,7 @@ impl Core {
         if let Some(until) = blocked
             && let Ok(wait) = until.duration_since(self.clock.now())
         {
+            crate::metrics::github_rate_limit_wait("reset");
             self.clock.sleep(wait.min(MAX_RATE_LIMIT_WAIT)).await;
         }
         let Auth::Installation(id) = call.auth else {

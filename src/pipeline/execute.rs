@@ -266,6 +266,7 @@ impl Execution<'_> {
         request.dense = dense.ok().flatten();
         let mut built = build_context(&index, &request, &settings);
         built.diagnostics.notes.extend(embeddings_failed);
+        crate::metrics::context_tokens(built.diagnostics.context_tokens);
         write_diagnostics(&self.config.data_dir, self.job_id, &step.title, &built);
         Ok(built)
     }
@@ -373,13 +374,7 @@ impl Execution<'_> {
     }
 
     async fn save_usage(&self) -> Result<(), ExecuteError> {
-        let meter = self.model.meter();
-        let usage = JobUsage {
-            usd: meter.usd,
-            tokens_in: meter.tokens_in,
-            tokens_out: meter.tokens_out,
-            requests: meter.requests,
-        };
+        let usage = JobUsage::from(&self.model.meter());
         self.store.save_usage(self.job_id, &usage, now_millis()).await?;
         Ok(())
     }

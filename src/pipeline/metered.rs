@@ -51,12 +51,47 @@ pub struct Meter {
 impl From<crate::store::JobUsage> for Meter {
     /// A resumed job's meter starts from the totals stored on the job.
     fn from(usage: crate::store::JobUsage) -> Meter {
+        let per_model = usage
+            .per_model
+            .into_iter()
+            .map(|m| {
+                let line = ModelUsage {
+                    requests: m.requests,
+                    tokens_in: m.tokens_in,
+                    tokens_out: m.tokens_out,
+                    usd: m.usd,
+                };
+                (m.model, line)
+            })
+            .collect();
         Meter {
             usd: usage.usd,
             tokens_in: usage.tokens_in,
             tokens_out: usage.tokens_out,
             requests: usage.requests,
-            per_model: BTreeMap::new(),
+            per_model,
+        }
+    }
+}
+
+impl From<&Meter> for crate::store::JobUsage {
+    fn from(meter: &Meter) -> crate::store::JobUsage {
+        crate::store::JobUsage {
+            usd: meter.usd,
+            tokens_in: meter.tokens_in,
+            tokens_out: meter.tokens_out,
+            requests: meter.requests,
+            per_model: meter
+                .per_model
+                .iter()
+                .map(|(model, m)| crate::store::ModelUsageRecord {
+                    model: model.clone(),
+                    requests: m.requests,
+                    tokens_in: m.tokens_in,
+                    tokens_out: m.tokens_out,
+                    usd: m.usd,
+                })
+                .collect(),
         }
     }
 }
@@ -178,6 +213,7 @@ impl<'a> MeteredModel<'a> {
         let reservation = self.reserve(request)?;
         let response = self.model.chat(request, cancel).await;
         drop(reservation);
+        crate::metrics::llm_request(&request.model, llm_outcome(&response));
         let response = response?;
         self.record(&request.model, &response);
         Ok(response)
@@ -195,7 +231,7 @@ impl<'a> MeteredModel<'a> {
         }
         let tokens = estimate_input_tokens(&request.inputs);
         let worst = budget::worst_case_usd(self.pricing, &request.model, tokens, 0);
-        let reservation = self.reserve_usd(worst)?;
+        let reservation = self.reserve_usd(&request.model, worst)?;
         let response = self.model.embed(request, cancel).await;
         drop(reservation);
         let response = response?;
@@ -214,10 +250,10 @@ impl<'a> MeteredModel<'a> {
             prompt,
             request.max_completion_tokens,
         );
-        self.reserve_usd(worst)
+        self.reserve_usd(&request.model, worst)
     }
 
-    fn reserve_usd(&self, worst: f64) -> Result<Reservation<'_, 'a>, AgentError> {
+    fn reserve_usd(&self, model: &str, worst: f64) -> Result<Reservation<'_, 'a>, AgentError> {
         let mut ledger = self.lock();
         let spent = Spent {
             usd: ledger.meter.usd + ledger.reserved_usd,
@@ -227,6 +263,13 @@ impl<'a> MeteredModel<'a> {
         };
         budget::check(&self.limits, &spent, worst)?;
         ledger.meter.requests += 1;
+        // Counted when sent, like the total: failed calls are requests too.
+        ledger
+            .meter
+            .per_model
+            .entry(model.to_string())
+            .or_default()
+            .requests += 1;
         ledger.reserved_usd += worst;
         Ok(Reservation {
             owner: self,
@@ -239,13 +282,13 @@ impl<'a> MeteredModel<'a> {
         let usd = self
             .pricing
             .cost(model, usage.prompt_tokens, usage.completion_tokens);
+        crate::metrics::llm_usage(model, usage.prompt_tokens, usage.completion_tokens, usd);
         let mut ledger = self.lock();
         let meter = &mut ledger.meter;
         meter.usd += usd;
         meter.tokens_in += usage.prompt_tokens;
         meter.tokens_out += usage.completion_tokens;
         let m = meter.per_model.entry(model.to_string()).or_default();
-        m.requests += 1;
         m.tokens_in += usage.prompt_tokens;
         m.tokens_out += usage.completion_tokens;
         m.usd += usd;
@@ -266,7 +309,6 @@ impl<'a> MeteredModel<'a> {
         let mut ledger = self.lock();
         ledger.meter.usd += usd;
         let m = ledger.meter.per_model.entry(model.to_string()).or_default();
-        m.requests += 1;
         m.tokens_in += tokens;
         m.usd += usd;
         ledger.calls.push(CallRecord {
@@ -284,6 +326,23 @@ impl<'a> MeteredModel<'a> {
         self.ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How a sent request went, as the metrics label it.
+fn llm_outcome(response: &Result<ChatResponse, crate::llm::LlmError>) -> &'static str {
+    use crate::llm::LlmError;
+    match response {
+        Ok(_) => "ok",
+        Err(LlmError::RateLimited { .. }) => "rate_limited",
+        Err(LlmError::Server { .. }) => "server_error",
+        Err(LlmError::Timeout) => "timeout",
+        Err(LlmError::Network(_)) => "network",
+        Err(LlmError::Unauthorized { .. }) => "unauthorized",
+        Err(LlmError::ContextTooLong(_)) => "context_too_long",
+        Err(LlmError::BadRequest { .. }) => "bad_request",
+        Err(LlmError::BadResponse(_)) => "bad_response",
+        Err(LlmError::Cancelled) => "cancelled",
     }
 }
 

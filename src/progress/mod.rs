@@ -50,6 +50,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of an ended job; `None` for active and rejected jobs
+    /// (a rejected job never shows progress).
+    pub fn of(status: JobStatus) -> Option<Outcome> {
+        match status {
+            JobStatus::Succeeded => Some(Outcome::Succeeded),
+            JobStatus::Failed => Some(Outcome::Failed),
+            JobStatus::Cancelled => Some(Outcome::Cancelled),
+            _ => None,
+        }
+    }
+
     fn status(self) -> JobStatus {
         match self {
             Outcome::Succeeded => JobStatus::Succeeded,
@@ -157,6 +168,9 @@ impl ProgressReporter {
     pub async fn start(&mut self, progress: &JobProgress) -> Result<(), ProgressError> {
         self.latest = progress.clone();
         self.load_saved().await?;
+        // Before anything shows on GitHub: should the job end without
+        // `finish`, the reconciler knows there is something to settle.
+        self.store.open_progress(&self.target.job_id).await?;
         self.react().await?;
         self.ensure_comment().await?;
         self.write_now().await
@@ -198,16 +212,52 @@ impl ProgressReporter {
     /// written to the comment. A job that never pushed has no check run and
     /// its comment says so.
     pub async fn finish(&mut self, outcome: Outcome, progress: &JobProgress) -> Result<(), ProgressError> {
+        self.conclude(outcome, progress).await?;
+        self.store.close_progress(&self.target.job_id).await?;
+        Ok(())
+    }
+
+    /// Brings the saved comment and check run of a job that ended without
+    /// [`ProgressReporter::finish`] to their final state (the reconciler's
+    /// part; the caller records that it is done). A comment whose id was
+    /// never saved is looked for by its marker, never created. `false` when
+    /// the job has nothing on GitHub to settle.
+    pub async fn settle(&mut self, outcome: Outcome, progress: &JobProgress) -> Result<bool, ProgressError> {
+        self.load_saved().await?;
+        if self.comment_id.is_none() && self.target.issue_number > 0 {
+            let marker = progress_marker(&self.target.job_id);
+            let found = self
+                .client
+                .find_comment(&self.target.repo, self.target.issue_number, &marker)
+                .await?;
+            self.comment_id = found.map(|comment| comment.id);
+        }
+        if self.comment_id.is_none() && self.run.is_none() {
+            return Ok(false);
+        }
+        self.conclude(outcome, progress).await?;
+        Ok(true)
+    }
+
+    /// Concludes the check run and writes the final comment; both are tried
+    /// even when the first fails, so one refusal does not hide the other.
+    async fn conclude(&mut self, outcome: Outcome, progress: &JobProgress) -> Result<(), ProgressError> {
         self.latest = progress.clone();
         self.latest.status = outcome.status();
-        if let Some(run) = self.run.clone() {
-            let mut fields = self.run_fields(Some(outcome));
-            fields.actions = Some(outcome.actions());
-            self.client
-                .update_check_run(&self.target.repo, run.id, fields)
-                .await?;
-        }
-        self.write_now().await
+        let run = match self.run.clone() {
+            Some(run) => {
+                let mut fields = self.run_fields(Some(outcome));
+                fields.actions = Some(outcome.actions());
+                self.client
+                    .update_check_run(&self.target.repo, run.id, fields)
+                    .await
+                    .map(drop)
+            }
+            None => Ok(()),
+        };
+        let comment = self.write_now().await;
+        run?;
+        comment
     }
 
     async fn load_saved(&mut self) -> Result<(), ProgressError> {

@@ -44,6 +44,20 @@ impl StepStatus {
         }
     }
 
+    /// The status of a stored step (`job_steps.status`).
+    pub fn parse(word: &str) -> Option<StepStatus> {
+        [
+            StepStatus::Pending,
+            StepStatus::Running,
+            StepStatus::Succeeded,
+            StepStatus::Failed,
+            StepStatus::Skipped,
+            StepStatus::Empty,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == word)
+    }
+
     fn is_done(self) -> bool {
         matches!(
             self,

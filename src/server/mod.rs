@@ -1,7 +1,7 @@
 //! The HTTP server: webhook, JSON API, health; graceful shutdown.
 
 mod api;
-mod auth;
+pub(crate) mod auth;
 mod dashboard;
 mod error;
 mod memory;
@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(webhook)
         .merge(api)
         .merge(dashboard::routes(state.clone()))
@@ -173,6 +174,7 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
     // A configured but unusable App key stops the start with a clear message.
     let github =
         crate::github::GitHub::from_config(&config.github).map_err(|err| anyhow::anyhow!("{err}"))?;
+    crate::metrics::install();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
@@ -189,6 +191,8 @@ pub async fn serve(config: Arc<Config>, store: Store, shutdown: CancellationToke
         );
     }
     let workers = spawn_workers(&config, &store, github.clone(), state.identity.clone(), &shutdown).await?;
+    let settler = crate::settle::Settler::new(store.clone(), github.clone());
+    tokio::spawn(settler.run(shutdown.clone()));
     let outbox = github.map(|github| {
         spawn_github_startup(github.clone(), state.identity.clone(), shutdown.clone());
         let redeliverer = crate::reconciler::Redeliverer::new(store.clone(), github.clone());

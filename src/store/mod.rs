@@ -20,6 +20,7 @@ mod outbox;
 mod progress;
 mod queue;
 mod retry;
+mod settle;
 mod sql;
 mod sqlite_intake;
 mod steps;
@@ -52,7 +53,8 @@ pub use outbox::{IssueJobStatus, OutboxRow, REPLY_KINDS};
 pub use progress::ProgressIds;
 pub use queue::{ClaimedJob, RetryOutcome};
 pub use retry::{MAX_RETRY_DELAY, RetryPolicy, is_transient, is_transient_sqlstate, retry_transient};
-pub use steps::{JobUsage, StoredStep};
+pub use settle::UnsettledJob;
+pub use steps::{JobUsage, ModelUsageRecord, StoredStep};
 pub use tasks::NewTask;
 pub use wakeup::JOBS_CHANNEL;
 

@@ -15,13 +15,25 @@ pub struct StoredStep {
     pub commit_sha: Option<String>,
 }
 
-/// Totals of a job's LLM use.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Totals of a job's LLM use, and the same per requested model.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobUsage {
     pub usd: f64,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub requests: u32,
+    /// Chat and embedding models alike, ordered by name.
+    pub per_model: Vec<ModelUsageRecord>,
+}
+
+/// One model's share of a job's usage (an embedding model has no tokens out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelUsageRecord {
+    pub model: String,
+    pub requests: u32,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub usd: f64,
 }
 
 impl Store {
@@ -119,6 +131,7 @@ impl Store {
 
     /// Overwrites the job's usage totals (the meter is cumulative).
     pub async fn save_usage(&self, job_id: &str, usage: &JobUsage, now: UnixMillis) -> Result<()> {
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "UPDATE jobs SET cost_usd = $1, tokens_in = $2, tokens_out = $3, requests = $4, updated_at = $5 \
              WHERE id = $6",
@@ -129,8 +142,27 @@ impl Store {
         .bind(i64::from(usage.requests))
         .bind(now)
         .bind(job_id)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await?;
+        // The meter's per-model figures are cumulative over the job's
+        // attempts (a resumed meter starts from them), so they replace.
+        for m in &usage.per_model {
+            sqlx::query(
+                "INSERT INTO job_model_usage (job_id, model, requests, tokens_in, tokens_out, cost_usd) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, model) DO UPDATE SET \
+                 requests = excluded.requests, tokens_in = excluded.tokens_in, \
+                 tokens_out = excluded.tokens_out, cost_usd = excluded.cost_usd",
+            )
+            .bind(job_id)
+            .bind(m.model.as_str())
+            .bind(i64::from(m.requests))
+            .bind(i64::try_from(m.tokens_in).unwrap_or(i64::MAX))
+            .bind(i64::try_from(m.tokens_out).unwrap_or(i64::MAX))
+            .bind(m.usd)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -141,14 +173,37 @@ impl Store {
                 .bind(job_id)
                 .fetch_optional(&self.write)
                 .await?;
-        Ok(row
-            .map(|(usd, tokens_in, tokens_out, requests)| JobUsage {
-                usd,
+        let Some((usd, tokens_in, tokens_out, requests)) = row else {
+            return Ok(JobUsage::default());
+        };
+        Ok(JobUsage {
+            usd,
+            tokens_in: u64::try_from(tokens_in).unwrap_or(0),
+            tokens_out: u64::try_from(tokens_out).unwrap_or(0),
+            requests: u32::try_from(requests).unwrap_or(u32::MAX),
+            per_model: self.model_usage(job_id).await?,
+        })
+    }
+
+    /// The job's usage per requested model, by name.
+    pub async fn model_usage(&self, job_id: &str) -> Result<Vec<ModelUsageRecord>> {
+        let rows: Vec<(String, i64, i64, i64, f64)> = sqlx::query_as(
+            "SELECT model, requests, tokens_in, tokens_out, cost_usd FROM job_model_usage \
+             WHERE job_id = $1 ORDER BY model",
+        )
+        .bind(job_id)
+        .fetch_all(&self.write)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, requests, tokens_in, tokens_out, usd)| ModelUsageRecord {
+                model,
+                requests: u32::try_from(requests).unwrap_or(u32::MAX),
                 tokens_in: u64::try_from(tokens_in).unwrap_or(0),
                 tokens_out: u64::try_from(tokens_out).unwrap_or(0),
-                requests: u32::try_from(requests).unwrap_or(u32::MAX),
+                usd,
             })
-            .unwrap_or_default())
+            .collect())
     }
 
     /// Records the job's branch.

@@ -31,6 +31,10 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 /// Delivery ids are GUIDs; anything much longer is not from GitHub.
 const MAX_DELIVERY_ID_LEN: usize = 128;
 
+/// The event label of deliveries refused before their signature was
+/// checked: their `X-GitHub-Event` header may come from anyone.
+const UNVERIFIED: &str = "unverified";
+
 /// The axum handler for `POST /webhook`.
 pub async fn receive(
     State(state): State<AppState>,
@@ -46,6 +50,7 @@ pub async fn receive(
             } else {
                 "bad_body"
             };
+            crate::metrics::webhook_delivery(UNVERIFIED, code);
             return ApiError::new(status, code, rejection.body_text()).into_response();
         }
     };
@@ -69,9 +74,11 @@ async fn handle(
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(err) = signature::verify(&state.webhook_secrets, signature, &body) {
         tracing::warn!(reason = %err, "webhook refused");
+        crate::metrics::webhook_delivery(UNVERIFIED, "bad_signature");
         return ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", err.to_string()).into_response();
     }
     if event.is_empty() || delivery_id.is_empty() || delivery_id.len() > MAX_DELIVERY_ID_LEN {
+        crate::metrics::webhook_delivery(&event, "missing_headers");
         return ApiError::bad_request(
             "missing_headers",
             "X-GitHub-Event and X-GitHub-Delivery are required",
@@ -80,7 +87,10 @@ async fn handle(
     }
     let (parsed, shape_error) = match Event::parse(&event, &body) {
         Ok(parsed) => parsed,
-        Err(err) => return ApiError::bad_request("invalid_json", err.to_string()).into_response(),
+        Err(err) => {
+            crate::metrics::webhook_delivery(&event, "invalid_json");
+            return ApiError::bad_request("invalid_json", err.to_string()).into_response();
+        }
     };
     if let Some(reason) = &shape_error {
         tracing::warn!(%reason, "payload did not match the expected shape; recorded only");
@@ -109,6 +119,7 @@ async fn handle(
     {
         Ok(Recorded::New { outcome }) => {
             tracing::info!(%outcome, "delivery recorded");
+            crate::metrics::webhook_delivery(&event, &outcome);
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"delivery": delivery_id, "outcome": outcome})),
@@ -117,6 +128,7 @@ async fn handle(
         }
         Ok(Recorded::Duplicate) => {
             tracing::info!("duplicate delivery ignored");
+            crate::metrics::webhook_delivery(&event, "duplicate");
             (
                 StatusCode::OK,
                 Json(json!({"delivery": delivery_id, "duplicate": true})),
@@ -125,6 +137,7 @@ async fn handle(
         }
         Err(err) => {
             tracing::error!(error = %err, "could not record delivery");
+            crate::metrics::webhook_delivery(&event, "store_error");
             ApiError::internal("could not record the delivery").into_response()
         }
     }

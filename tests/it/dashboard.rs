@@ -409,6 +409,29 @@ async fn the_job_page_links_to_github_and_retries_a_failed_job() {
     let pr = "https://github.com/Codertocat/Hello-World/pull/12";
     app.store.set_pull_request(&id, 12, pr, now).await.unwrap();
     app.store.set_check_run(&id, 555, "abc123").await.unwrap();
+    let usage = orchestrator::store::JobUsage {
+        usd: 0.0132,
+        tokens_in: 3000,
+        tokens_out: 1500,
+        requests: 3,
+        per_model: vec![
+            orchestrator::store::ModelUsageRecord {
+                model: "gpt-4.1".into(),
+                requests: 2,
+                tokens_in: 2000,
+                tokens_out: 1000,
+                usd: 0.012,
+            },
+            orchestrator::store::ModelUsageRecord {
+                model: "<gpt-4.1-mini>".into(),
+                requests: 1,
+                tokens_in: 1000,
+                tokens_out: 500,
+                usd: 0.0012,
+            },
+        ],
+    };
+    app.store.save_usage(&id, &usage, now).await.unwrap();
     app.store
         .set_job_status(
             &id,
@@ -433,6 +456,16 @@ async fn the_job_page_links_to_github_and_retries_a_failed_job() {
         "{body}"
     );
     assert!(body.contains("internal: boom"));
+    // Costs by model, the model names escaped.
+    let table = &body[body.find("id=\"costs-by-model\"").expect("costs by model")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(table.contains("<code>gpt-4.1</code>"), "{table}");
+    assert!(table.contains("<code>&lt;gpt-4.1-mini&gt;</code>"), "{table}");
+    assert_eq!(
+        table.matches("<tr>").count(),
+        3,
+        "a header and two models: {table}"
+    );
     assert!(body.contains("<form id=\"retry-form\" method=\"post\" action=\"/dashboard/jobs/"));
     assert!(
         body.contains("/retry\">"),

@@ -685,6 +685,28 @@ async fn real_answers_fit_the_documented_schemas() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     check_answer(&doc, "get", "/jobs", StatusCode::TOO_MANY_REQUESTS, &body, "429");
 
+    // `/metrics` answers Prometheus text, not JSON: its documented media type
+    // must be the one served.
+    let response = app
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let served_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let documented_types = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+        .as_object()
+        .unwrap();
+    assert!(
+        documented_types.contains_key(&served_type),
+        "/metrics serves {served_type}, documented: {documented_types:?}"
+    );
+    exercised.insert(("get".to_string(), "/metrics".to_string()));
+
     let missing: Vec<_> = documented(&doc).difference(&exercised).cloned().collect();
     assert!(
         missing.is_empty(),

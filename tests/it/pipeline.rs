@@ -34,12 +34,12 @@ pub(crate) struct World {
     pub(crate) app: TestApp,
     pub(crate) github: FakeGitHub,
     pub(crate) llm: FakeOpenAi,
-    repo: RepoRef,
+    pub(crate) repo: RepoRef,
     pub(crate) pool: WorkerPool,
-    handler: Arc<GitHubJobs>,
+    pub(crate) handler: Arc<GitHubJobs>,
 }
 
-async fn world() -> World {
+pub(crate) async fn world() -> World {
     world_with_env(&[]).await
 }
 
@@ -132,6 +132,19 @@ async fn a_labelled_issue_becomes_one_pull_request() {
         (Some(3000), Some(1500))
     );
     assert_eq!(job["requests"], 3);
+    // The same, per model (the dashboard's costs by model).
+    let id = job["id"].as_str().unwrap();
+    let per_model = w.app.store.model_usage(id).await.unwrap();
+    let lines: Vec<(&str, u32, u64, u64)> = per_model
+        .iter()
+        .map(|m| (m.model.as_str(), m.requests, m.tokens_in, m.tokens_out))
+        .collect();
+    assert_eq!(
+        lines,
+        [("gpt-4.1", 2, 2000, 1000), ("gpt-4.1-mini", 1, 1000, 500)]
+    );
+    assert!((per_model[0].usd - 0.012).abs() < 1e-9, "{per_model:?}");
+    assert!((per_model[1].usd - 0.0012).abs() < 1e-9, "{per_model:?}");
 
     // The branch holds exactly the expected files, one commit per step.
     assert_eq!(
@@ -255,8 +268,8 @@ async fn a_garbage_plan_fails_with_a_readable_reason_and_no_check_run() {
     );
 }
 
-const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
-const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
+pub(crate) const STEP_1: &str = "=== FILE: docs/guide.md\n# Guide\n\nStart here.\n=== END FILE\n";
+pub(crate) const STEP_2: &str = "=== FILE: CHANGELOG.md\n# Changelog\n=== END FILE\n";
 
 /// Queues the plan and both steps' answers.
 pub(crate) fn script_happy(llm: &FakeOpenAi) {
@@ -282,7 +295,7 @@ fn subjects(world: &World, rev: &str) -> Vec<String> {
 }
 
 /// Polls `done` every 50 ms for at most `limit`; panics with `what` after.
-async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !done().await {
         assert!(
@@ -293,7 +306,7 @@ async fn wait_for(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bo
     }
 }
 
-async fn job_status(app: &TestApp) -> String {
+pub(crate) async fn job_status(app: &TestApp) -> String {
     only_job(app).await["status"]
         .as_str()
         .unwrap_or_default()
@@ -594,6 +607,30 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let requests = w.llm.requests();
     assert_eq!(requests.len(), 4, "no second plan, no second step 1");
+    // The per-model figures continue from the first attempt's, like the totals.
+    let per_model = w
+        .app
+        .store
+        .model_usage(job["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let requests_by_model: u32 = per_model.iter().map(|m| m.requests).sum();
+    assert_eq!(
+        i64::from(requests_by_model),
+        job["requests"].as_i64().unwrap(),
+        "{per_model:?}"
+    );
+    let usd_by_model: f64 = per_model.iter().map(|m| m.usd).sum();
+    assert!(
+        (usd_by_model - job["cost_usd"].as_f64().unwrap()).abs() < 1e-9,
+        "{per_model:?}"
+    );
+    assert!(
+        per_model
+            .iter()
+            .any(|m| m.model == "gpt-4.1-mini" && m.requests == 1),
+        "one plan"
+    );
     let log = subjects(&w, &branch);
     assert_eq!(
         log.iter().filter(|s| s.contains("Add the guide")).count(),
@@ -612,10 +649,6 @@ async fn a_job_whose_worker_died_mid_step_resumes_without_repeating_work() {
     assert_eq!(w.github.pulls(&w.repo).len(), 1);
     assert_eq!(w.github.comments(&w.repo, 1).len(), 1, "one progress comment");
     let runs = w.github.check_runs();
-    eprintln!(
-        "RUNS {:#?}",
-        runs.iter().map(|r| (r.id, r.current.clone())).collect::<Vec<_>>()
-    );
     assert!(
         runs.iter().all(|r| r.current["status"] == "completed"),
         "no check run left in progress: {runs:?}"

@@ -160,6 +160,7 @@ async fn job_page(
     let steps = state.store.step_records(&id).await.map_err(internal)?;
     let plan = state.store.load_plan(&id).await.map_err(internal)?;
     let events = state.store.events_after(&id, 0, 1000).await.map_err(internal)?;
+    let models = state.store.model_usage(&id).await.map_err(internal)?;
     let data_dir = state.config.data_dir.clone();
     let titles: Vec<String> = steps.iter().map(|s| s.title.clone()).collect();
     let job_id = id.clone();
@@ -187,6 +188,7 @@ async fn job_page(
         events: &events,
         contexts: &contexts,
         diffs: &diffs,
+        models: &models,
         github_web: &pages::github_web_base(&state.config.github.api_url),
         notice: q.notice.as_deref(),
         now: now_millis(),

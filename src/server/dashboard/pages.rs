@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::artifacts::ContextSummary;
 use super::html::{Frame, badge, count, duration, esc, page, safe_href, time, usd};
 use crate::jobs::{JobStatus, UnixMillis, task_title};
-use crate::store::{EventRecord, InstallationRecord, JobRecord, StepRecord};
+use crate::store::{EventRecord, InstallationRecord, JobRecord, ModelUsageRecord, StepRecord};
 
 /// GitHub's web address for an API base: `api.github.com` → `github.com`,
 /// GitHub Enterprise `https://HOST/api/v3` → `https://HOST`; anything else
@@ -196,6 +196,8 @@ pub struct JobView<'a> {
     pub contexts: &'a [Option<ContextSummary>],
     /// Per step, in order.
     pub diffs: &'a [Option<String>],
+    /// LLM usage per requested model, by name.
+    pub models: &'a [ModelUsageRecord],
     pub github_web: &'a str,
     pub notice: Option<&'a str>,
     pub now: UnixMillis,
@@ -239,7 +241,7 @@ pub fn job_page(view: &JobView<'_>, csrf: &str) -> Response {
     }
     out.push_str("<div class=\"grid\">");
     details_card(&mut out, view);
-    usage_card(&mut out, job);
+    usage_card(&mut out, job, view.models);
     out.push_str("</div>");
     if let Some(task) = job.instructions.as_deref().filter(|t| !t.trim().is_empty()) {
         let _ = write!(
@@ -321,7 +323,7 @@ fn details_card(out: &mut String, view: &JobView<'_>) {
     out.push_str("</dl></section>");
 }
 
-fn usage_card(out: &mut String, job: &JobRecord) {
+fn usage_card(out: &mut String, job: &JobRecord, models: &[ModelUsageRecord]) {
     let share = if job.budget_usd > 0.0 {
         format!(" of {} budget", usd(job.budget_usd))
     } else {
@@ -332,12 +334,34 @@ fn usage_card(out: &mut String, job: &JobRecord) {
         "<section class=\"card\"><h2>Cost</h2><dl class=\"facts\">\
          <dt>Cost</dt><dd id=\"cost\">{cost}<span class=\"muted\">{share}</span></dd>\
          <dt>Tokens in</dt><dd>{tin}</dd><dt>Tokens out</dt><dd>{tout}</dd><dt>LLM requests</dt><dd>{req}</dd>\
-         </dl><p class=\"small muted\">Totals over every model the job used.</p></section>",
+         </dl>",
         cost = usd(job.cost_usd),
         tin = count(job.tokens_in),
         tout = count(job.tokens_out),
         req = count(job.requests),
     );
+    if models.is_empty() {
+        out.push_str("<p class=\"small muted\">No LLM call recorded yet.</p></section>");
+        return;
+    }
+    out.push_str(
+        "<table id=\"costs-by-model\" class=\"small\"><thead><tr><th>Model</th><th class=\"num\">Requests</th>\
+         <th class=\"num\">Tokens in</th><th class=\"num\">Tokens out</th><th class=\"num\">Cost</th></tr></thead><tbody>",
+    );
+    for m in models {
+        let _ = write!(
+            out,
+            "<tr><td data-label=\"Model\"><code>{model}</code></td>\
+             <td data-label=\"Requests\" class=\"num\">{req}</td><td data-label=\"Tokens in\" class=\"num\">{tin}</td>\
+             <td data-label=\"Tokens out\" class=\"num\">{tout}</td><td data-label=\"Cost\" class=\"num\">{cost}</td></tr>",
+            model = esc(&m.model),
+            req = count(i64::from(m.requests)),
+            tin = count(i64::try_from(m.tokens_in).unwrap_or(i64::MAX)),
+            tout = count(i64::try_from(m.tokens_out).unwrap_or(i64::MAX)),
+            cost = usd(m.usd),
+        );
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 /// The plan's own words about step `index`, if the plan is readable.
