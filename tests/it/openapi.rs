@@ -687,17 +687,11 @@ async fn real_answers_fit_the_documented_schemas() {
 
     // `/metrics` answers Prometheus text, not JSON: its documented media type
     // must be the one served.
-    let response = app
-        .router
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let served_type = response.headers()[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let (status, headers, _) = app
+        .send_raw(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let served_type = headers[header::CONTENT_TYPE].to_str().unwrap().to_string();
     let documented_types = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
         .as_object()
         .unwrap();
